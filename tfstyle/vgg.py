@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Union
 
@@ -288,7 +288,9 @@ def _read_keras_model_weights(path: Path) -> dict[str, list[np.ndarray]]:
     return out
 
 
-def _assign_by_name(model: keras.Model, weights: Mapping[str, list[np.ndarray]], source) -> None:
+def _assign_by_name(
+    model: keras.Model, weights: Mapping[str, list[np.ndarray]], source
+) -> None:
     missing = [layer.name for layer in _weighted_layers(model) if layer.name not in weights]
     if missing:
         raise VGGWeightsMismatchError(
@@ -449,8 +451,3 @@ def vgg19_feature_extractor(
     outputs = {req: produced[knames[req]] for req in requested}
     return keras.Model(inputs, outputs, name=name)
 
-
-def vgg19_layer_order(names: Sequence[str]) -> list[str]:
-    """Sorts layer names (Keras or paper) from shallow to deep."""
-    order = list(VGG19_FEATURE_LAYERS) + ["fc1", "fc2", "predictions"]
-    return sorted(names, key=lambda n: order.index(keras_layer_name(n)))

@@ -1,0 +1,437 @@
+"""Texture words to styles: NSV, providers, clustering, Gatys, CLI (CPU, random tiny VGG19)."""
+
+import dataclasses
+import http.server
+import json
+import os
+import subprocess
+import sys
+import threading
+import unicodedata
+import urllib.parse
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from tfstyle import clustering, gatys, providers, style_vector, texture_pipeline, vgg
+from tfstyle.contact_sheet import contact_sheet
+
+REPO = Path(__file__).resolve().parents[1]
+WORD = "ふさふさ"
+
+
+@pytest.fixture(scope="module")
+def base():
+    keras.utils.set_random_seed(7)
+    return vgg.load_vgg19(weights="random")
+
+
+@pytest.fixture(scope="module")
+def descriptor_model(base):
+    return texture_pipeline.descriptor_extractor(base)
+
+
+def stripes(size=32, period=6.0, phase=0.0, colors=((250, 120, 0), (0, 0, 230))):
+    y = np.arange(size, dtype=np.float32)[:, None, None]
+    t = 0.5 + 0.5 * np.sin(2 * np.pi * y / period + phase)
+    img = t * np.array(colors[0], np.float32) + (1 - t) * np.array(colors[1], np.float32)
+    return np.broadcast_to(img, (size, size, 3)).astype(np.uint8)
+
+
+def noise(size=32, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+
+
+def png_bytes(pixels):
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------------------------
+# Neural Style Vector
+# --------------------------------------------------------------------------------------------
+
+
+def test_nsv_length_is_n_n_plus_1_over_2_per_layer_with_unit_norm(descriptor_model):
+    feats = descriptor_model(np.stack([noise(seed=1), stripes()]).astype(np.float32))
+    parts = style_vector.neural_style_vector(feats, concat=False)
+    assert list(parts) == list(style_vector.NSV_LAYERS)
+    for name, v in parts.items():
+        n = vgg.layer_channels(name)
+        assert v.shape == (2, n * (n + 1) // 2), name
+        np.testing.assert_allclose(tf.norm(v, axis=-1).numpy(), 1.0, rtol=1e-5)
+    full = style_vector.neural_style_vector(feats)
+    assert full.shape == (2, style_vector.style_vector_length()) == (2, 305888)
+    np.testing.assert_allclose(tf.norm(full, axis=-1).numpy(), np.sqrt(5), rtol=1e-5)
+    # The seed's example: 512 channels (conv5_1) -> 131,328 values.
+    v512 = style_vector.layer_style_vector(tf.random.normal([1, 2, 2, 512]))
+    assert v512.shape == (1, 131328)
+
+
+def test_nsv_follows_its_definition():
+    f = np.random.default_rng(0).normal(size=(1, 3, 3, 4)).astype(np.float32)
+    v = style_vector.neural_style_vector({"x": f}).numpy()[0]
+    flat = f.reshape(9, 4)
+    g = flat.T @ flat / 9.0  # Gram normalised by H*W
+    tri = np.array([g[i, j] for i in range(4) for j in range(i + 1)])  # G11, G21, G22, G31...
+    expect = np.sign(tri) * np.sqrt(np.abs(tri))
+    np.testing.assert_allclose(v, expect / np.linalg.norm(expect), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(style_vector.gram_matrix(f).numpy()[0], g, rtol=1e-4, atol=1e-5)
+
+
+def test_signed_square_root_keeps_signs():
+    got = style_vector.signed_sqrt(tf.constant([-4.0, -0.25, 0.0, 9.0])).numpy()
+    np.testing.assert_allclose(got, [-2.0, -0.5, 0.0, 3.0])
+    # Two anti-correlated channels: G_21 < 0 must stay negative in the vector.
+    a = np.random.default_rng(3).normal(size=(1, 4, 4, 1)).astype(np.float32)
+    v = style_vector.neural_style_vector({"x": np.concatenate([a, -a], -1)}).numpy()[0]
+    g11 = float((a**2).mean())
+    np.testing.assert_allclose(v, np.array([1.0, -1.0, 1.0]) * np.sqrt(g11) / np.sqrt(3 * g11),
+                               rtol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------
+# Clustering
+# --------------------------------------------------------------------------------------------
+
+
+def test_kmeans_is_deterministic_and_finds_blobs():
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    x = np.concatenate([c + rng.normal(scale=0.5, size=(12, 2)) for c in centres])
+    rng.shuffle(x)
+    a = clustering.kmeans(x, k=3, seed=5)
+    b = clustering.kmeans(x, k=3, seed=5)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    assert a.labels[0] == 0  # canonical numbering
+    truth = np.argmin(((x[:, None] - centres[None]) ** 2).sum(-1), 1)
+    for j in range(3):  # every found cluster is exactly one true blob
+        assert len(set(truth[a.labels == j])) == 1 and (a.labels == j).sum() == 12
+    with pytest.raises(ValueError):
+        clustering.kmeans(x[:2], k=3)
+
+
+def test_clustering_separates_two_texture_sets(descriptor_model):
+    rng = np.random.default_rng(0)
+    striped = [stripes(period=p, phase=ph) for p, ph in zip(rng.uniform(5, 8, 5),
+                                                             rng.uniform(0, 6, 5))]
+    noisy = [noise(seed=s) for s in range(5)]
+    order = [0, 5, 1, 6, 2, 7, 3, 8, 4, 9]
+    images = [(striped + noisy)[i] for i in order]
+    truth = np.array([i >= 5 for i in order])
+    desc = texture_pipeline.describe_images(images, descriptor_model, style_size=32)
+    assert desc.grams["block5_conv1"].shape == (10, 512, 512)
+    for seed in (0, 1):
+        labels = clustering.kmeans(texture_pipeline.clustering_matrix(desc, "nsv"), k=2,
+                                   seed=seed).labels
+        assert {tuple(truth[labels == j]) for j in range(2)} == {(False,) * 5, (True,) * 5}
+
+
+def test_auto_picks_the_most_coherent_cluster_of_useful_size():
+    rng = np.random.default_rng(1)
+    tight = 5 + rng.normal(scale=0.1, size=(4, 3))
+    loose = rng.normal(scale=2.0, size=(5, 3))
+    pair = -5 + rng.normal(scale=0.001, size=(2, 3))  # near-duplicates only
+    vectors = np.concatenate([loose, tight, pair])
+    labels = np.array([0] * 5 + [1] * 4 + [2] * 2)
+    summaries = clustering.summarize_clusters(labels, vectors)
+    assert [s.size for s in summaries] == [5, 4, 2]
+    assert summaries[2].spread < summaries[1].spread < summaries[0].spread
+    # 11 images, 3 clusters: clusters of >= 2 count, so the tightest (the pair) wins.
+    assert clustering.min_cluster_size(11, 3) == 2
+    assert clustering.pick_coherent_cluster(summaries) == 2
+    # With more images the pair is too small to be a style and the tight 4 wins.
+    many = clustering.summarize_clusters(np.array([0] * 15 + [1] * 4 + [2] * 2),
+                                         np.concatenate([rng.normal(scale=2, size=(15, 3)),
+                                                         tight, pair]))
+    assert clustering.min_cluster_size(21, 3) == 4
+    assert clustering.pick_coherent_cluster(many) == 1
+    # Singletons are never "coherent".
+    single = clustering.summarize_clusters(np.array([0, 1, 1, 1]),
+                                           np.array([[0.0], [0.0], [1.0], [2.0]]))
+    assert np.isnan(single[0].spread)
+    assert clustering.pick_coherent_cluster(single) == 1
+
+
+def test_cluster_style_target_is_the_mean_gram(descriptor_model, base):
+    images = [stripes(), noise(seed=4), stripes(period=4.0)]
+    desc = texture_pipeline.describe_images(images, descriptor_model, style_size=None)
+    targets = texture_pipeline.cluster_style_targets(desc, [0, 2])
+    feats = vgg.vgg19_feature_extractor(gatys.STYLE_LAYERS, base=base)
+    for name in gatys.STYLE_LAYERS:
+        grams = [style_vector.gram_matrix(feats(images[i][None].astype(np.float32))[name])[0]
+                 for i in (0, 2)]
+        np.testing.assert_allclose(targets[name].numpy(), (grams[0] + grams[1]).numpy() / 2,
+                                   rtol=1e-4, atol=1e-6)
+
+
+def test_fc6_features_and_combined_descriptors():
+    keras.utils.set_random_seed(3)
+    model = style_vector.fc6_extractor(weights="random")
+    feats = style_vector.fc6_features([noise(40, 1), stripes(24)], model)
+    assert feats.shape == (2, 4096) and np.isfinite(feats).all() and (feats >= 0).all()
+    desc = texture_pipeline.ImageDescriptors(
+        style_vectors=np.ones((2, 5)), fc6=feats, grams={})
+    both = texture_pipeline.clustering_matrix(desc, "both")
+    assert both.shape == (2, 5 + 4096)
+    np.testing.assert_allclose(np.linalg.norm(both, axis=1), 1.0, rtol=1e-6)
+
+
+def test_contact_sheet_png(tmp_path):
+    images = [stripes(), noise(seed=1), noise(seed=2)]
+    summaries = clustering.summarize_clusters(np.array([0, 1, 1]), np.eye(3))
+    path = contact_sheet(images, summaries, tmp_path / "図" / "sheet.png", chosen=1, thumb=40)
+    with Image.open(path) as im:
+        assert im.format == "PNG" and im.height >= 2 * 40
+        pixels = np.asarray(im.convert("RGB"))
+    assert (pixels == [220, 40, 40]).all(-1).any()  # the chosen cluster is framed
+
+
+# --------------------------------------------------------------------------------------------
+# Gatys
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_few_gatys_steps_lower_the_total_loss(base):
+    config = gatys.GatysConfig(steps=6, log_every=3, learning_rate=0.02)
+    extractor = gatys.gatys_extractor(base, config)
+    targets = gatys.mean_gram_targets([stripes(), stripes(period=5.0)], extractor,
+                                      config.style_layers)
+    content = noise(32, seed=9)
+    seen = []
+    result = gatys.stylize(content, targets, extractor, config,
+                           progress=lambda *a: seen.append(a[0]))
+    steps = [h["step"] for h in result.history]
+    assert steps == [0, 1, 3, 6] and seen == [1, 3, 6]
+    totals = [h["total"] for h in result.history]
+    assert totals[-1] < totals[0]
+    assert result.history[0]["content"] == pytest.approx(0.0, abs=1e-6)  # starts at content
+    assert result.image.shape == (32, 32, 3) and result.image.dtype == np.uint8
+    assert not np.array_equal(result.image, content)
+    # The style term alone is minimised too (the TV term dominates the run above).
+    style_only = dataclasses.replace(config, content_weight=0.0, tv_weight=0.0, style_weight=1.0)
+    history = gatys.stylize(content, targets, extractor, style_only).history
+    assert history[-1]["style"] < 0.9 * history[0]["style"]
+    with pytest.raises(ValueError, match="optimizer"):
+        gatys.GatysConfig(optimizer="lbfgs-please")
+
+
+# --------------------------------------------------------------------------------------------
+# Providers
+# --------------------------------------------------------------------------------------------
+
+
+def test_local_provider_drops_broken_files_and_duplicates(tmp_path):
+    # The word folder in decomposed Unicode (as macOS writes names) must still be found.
+    word = "ざらざら"
+    folder = tmp_path / "画像" / unicodedata.normalize("NFD", word)
+    folder.mkdir(parents=True)
+    Image.fromarray(stripes()).save(folder / "a.png")
+    Image.fromarray(stripes()).save(folder / "a_copy.bmp")  # same pixels, other container
+    Image.fromarray(noise(seed=2)).save(folder / "b.png")
+    (folder / "broken.jpg").write_bytes(png_bytes(noise(seed=3))[:60])  # truncated
+    (folder / "notes.png").write_text("not an image")
+    (folder / "readme.txt").write_text("ignored")
+    Image.fromarray(noise(8, seed=4)).save(folder / "tiny.png")  # below min_side
+    provider = providers.LocalFolderProvider(tmp_path / "画像")
+    images = providers.collect_images(provider, word, limit=10)
+    assert [Path(i.source).name for i in images] == ["a.png", "b.png"]
+    np.testing.assert_array_equal(images[0].pixels, stripes())
+    assert providers.collect_images(provider, word, limit=1)[0].source.endswith("a.png")
+    # --images may also point at the word folder itself.
+    assert len(providers.collect_images(providers.LocalFolderProvider(folder), word)) == 2
+    with pytest.raises(FileNotFoundError, match="もふもふ"):
+        provider.candidates("もふもふ", 5)
+
+
+class _FakeSearch(http.server.BaseHTTPRequestHandler):
+    """A loopback image-search API plus image host."""
+
+    files: dict = {}
+    log: list = []
+    throttle_once = False
+
+    def do_GET(self):  # noqa: N802
+        url = urllib.parse.urlsplit(self.path)
+        query = urllib.parse.parse_qs(url.query)
+        type(self).log.append((url.path, query, dict(self.headers)))
+        base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        if url.path in ("/bing", "/google"):
+            if type(self).throttle_once:
+                type(self).throttle_once = False
+                return self._send(429, b"slow down", "text/plain", {"Retry-After": "2"})
+            names = ["a.png", "b.png", "dup.png", "broken.jpg", "missing.png", "c.png"]
+            urls = [f"{base}/img/{n}" for n in names] + ["ftp://127.0.0.1/x.png"]
+            if url.path == "/bing":
+                body = {"value": [{"contentUrl": u} for u in urls]}
+            else:
+                body = {"items": [{"link": u} for u in urls]}
+            return self._send(200, json.dumps(body).encode(), "application/json")
+        name = url.path.rsplit("/", 1)[-1]
+        if url.path.startswith("/img/") and name in self.files:
+            return self._send(200, self.files[name], "image/png")
+        return self._send(404, b"not found", "text/plain")
+
+    def _send(self, code, body, ctype, headers=None):
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def search_server(monkeypatch):
+    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy",
+                "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    a, b, c = stripes(), noise(seed=1), stripes(period=3.0, colors=((0, 200, 0), (90, 0, 90)))
+    _FakeSearch.files = {"a.png": png_bytes(a), "b.png": png_bytes(b), "dup.png": png_bytes(a),
+                         "broken.jpg": b"\xff\xd8\xff\xe0 this is no jpeg", "c.png": png_bytes(c)}
+    _FakeSearch.log = []
+    _FakeSearch.throttle_once = False
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeSearch)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", (a, b, c)
+    server.shutdown()
+    server.server_close()
+
+
+def test_web_provider_skips_broken_files_and_caches(search_server, tmp_path, monkeypatch):
+    endpoint, (a, b, c) = search_server
+    monkeypatch.setenv("TEST_SEARCH_KEY", "secret-key")
+    waits = []
+    _FakeSearch.throttle_once = True
+
+    def make():
+        return providers.WebSearchProvider(tmp_path / "キャッシュ", endpoint=endpoint + "/bing",
+                                           api_key_env="TEST_SEARCH_KEY", min_interval_s=0.05,
+                                           sleep=waits.append)
+
+    first = providers.collect_images(make(), WORD, limit=10)
+    assert [img.source.rsplit("/", 1)[-1] for img in first] == ["a.png", "b.png", "c.png"]
+    for img, want in zip(first, (a, b, c)):
+        np.testing.assert_array_equal(img.pixels, want)
+    searches = [entry for entry in _FakeSearch.log if entry[0] == "/bing"]
+    assert len(searches) == 2  # throttled once (429), then answered
+    assert 2.0 in waits  # Retry-After was honoured
+    assert all(0 < w <= 0.05 for w in waits if w != 2.0)  # the rate limiter spaced requests
+    path, query, headers = searches[-1]
+    assert query["q"] == [WORD]
+    assert headers.get("Ocp-Apim-Subscription-Key") == "secret-key"
+    downloads = [entry[0] for entry in _FakeSearch.log if entry[0].startswith("/img/")]
+    assert sorted(downloads) == sorted(f"/img/{n}" for n in
+                                       ["a.png", "b.png", "dup.png", "broken.jpg",
+                                        "missing.png", "c.png"])  # no ftp:// request
+    requests_after_first = len(_FakeSearch.log)
+
+    # Second run: everything (results, images, the 404) comes from the cache.
+    monkeypatch.delenv("TEST_SEARCH_KEY")
+    second_provider = make()
+    second = providers.collect_images(second_provider, WORD, limit=10)
+    assert [i.digest for i in second] == [i.digest for i in first]
+    assert len(_FakeSearch.log) == requests_after_first
+    assert second_provider.requests_made == 0
+
+
+def test_web_provider_needs_its_key_and_speaks_google(search_server, tmp_path, monkeypatch):
+    endpoint, _ = search_server
+    monkeypatch.delenv("TEST_SEARCH_KEY", raising=False)
+    provider = providers.WebSearchProvider(tmp_path, endpoint=endpoint + "/bing",
+                                           api_key_env="TEST_SEARCH_KEY", min_interval_s=0)
+    with pytest.raises(providers.SearchAPIError, match="TEST_SEARCH_KEY"):
+        provider.candidates(WORD, 5)
+    assert _FakeSearch.log == []
+
+    monkeypatch.setenv("TEST_SEARCH_KEY", "k2")
+    monkeypatch.setenv("TFSTYLE_SEARCH_CX", "engine-1")
+    google = providers.WebSearchProvider(tmp_path, api="google", endpoint=endpoint + "/google",
+                                         api_key_env="TEST_SEARCH_KEY", min_interval_s=0)
+    assert len(providers.collect_images(google, WORD, limit=10)) == 3
+    _, query, _ = _FakeSearch.log[0]
+    assert query["key"] == ["k2"] and query["cx"] == ["engine-1"]
+    assert query["searchType"] == ["image"] and query["q"] == [WORD]
+
+
+def test_rate_limiter_spaces_requests_per_host():
+    now = [0.0]
+    slept = []
+
+    def sleep(s):
+        slept.append(round(s, 6))
+        now[0] += s
+
+    limiter = providers._HostRateLimiter(1.0, clock=lambda: now[0], sleep=sleep)
+    limiter.wait("a")
+    limiter.wait("b")  # other host: no wait
+    now[0] += 0.25
+    limiter.wait("a")
+    assert slept == [0.75]
+
+
+# --------------------------------------------------------------------------------------------
+# CLI (subprocesses: the absl flags stay out of the test process)
+# --------------------------------------------------------------------------------------------
+
+
+def _cli(*args, timeout=240):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="",
+               PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-m", "tfstyle.texture", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def word_folder(tmp_path):
+    root = tmp_path / "テクスチャ画像"
+    folder = root / WORD
+    folder.mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(stripes(period=5.0 + i, phase=i)).save(folder / f"しま{i}.png")
+        Image.fromarray(noise(seed=10 + i)).save(folder / f"ノイズ{i}.png")
+    (folder / "壊れた.jpg").write_bytes(b"broken")
+    content = tmp_path / "内容.png"
+    Image.fromarray(noise(48, seed=99)[:, :40]).save(content)
+    return root, content
+
+
+def test_cli_end_to_end_with_unicode_word_and_paths(word_folder, tmp_path):
+    root, content = word_folder
+    out = tmp_path / "結果" / "出力.png"
+    proc = _cli(f"--word={WORD}", f"--images={root}", f"--content={content}", f"--out={out}",
+                "--weights=random", "--steps=3", "--log_every=1", "--clusters=2",
+                "--features=nsv", "--style_size=32", "--max_size=32")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with Image.open(out) as im:
+        assert im.format == "PNG" and im.size == (27, 32)  # 40x48 scaled to longer side 32
+    with Image.open(out.with_name("出力_clusters.png")) as im:
+        assert im.format == "PNG"
+    assert "step     3/3" in proc.stdout
+    assert "6 distinct images" in proc.stdout and "<- chosen (auto)" in proc.stdout
+    assert "random" in proc.stderr  # the random-weights warning
+
+
+def test_cli_errors_name_the_flag(word_folder, tmp_path):
+    root, content = word_folder
+    common = [f"--word={WORD}", f"--images={root}", f"--out={tmp_path / 'o.png'}"]
+    proc = _cli(*common, f"--content={tmp_path / 'missing.png'}")
+    assert proc.returncode != 0 and "--content" in proc.stderr and "missing.png" in proc.stderr
+    proc = _cli(*common, f"--content={content}", "--clusters=2", "--cluster=2")
+    assert proc.returncode != 0 and "--cluster" in proc.stderr
+    weights = tmp_path / "重み" / "vgg19.h5"
+    proc = _cli(*common, f"--content={content}", f"--weights={weights}")
+    assert proc.returncode != 0 and "--weights" in proc.stderr and str(weights) in proc.stderr
