@@ -105,7 +105,8 @@ class Translator:
         if not 0 <= overlap < tile // 2:
             raise ValueError(f"overlap must be in [0, tile/2), got {overlap}")
         self.tile, self.overlap = tile, overlap
-        self._run = tf.function(lambda x: generator(x, training=False), reduce_retracing=True)
+        self._run = tf.function(lambda x: generator(x, training=False),
+                                input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
 
     def _run_padded(self, x: np.ndarray) -> np.ndarray:
         h, w = x.shape[:2]

@@ -1,0 +1,68 @@
+"""Choosing a tf.distribute strategy: one device, all local GPUs, or many machines."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import tensorflow as tf
+from absl import logging
+
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
+
+
+def split_cpu(n: int) -> None:
+    """Expose the CPU as `n` logical devices (to run MirroredStrategy without GPUs).
+    Must run before TensorFlow initialises its devices."""
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)])
+
+
+def _cluster_workers():
+    config = os.environ.get("TF_CONFIG")
+    if not config:
+        return 0
+    try:
+        return len(json.loads(config).get("cluster", {}).get("worker", []))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"TF_CONFIG is not valid JSON: {err}") from err
+
+
+def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
+    """auto: MultiWorkerMirrored when TF_CONFIG names a cluster, Mirrored over all GPUs when
+    there are several, else the one GPU or the CPU. mirrored without GPUs mirrors over the
+    logical CPU devices (see split_cpu)."""
+    if name not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {name!r}")
+    # Only physical devices here: MultiWorkerMirroredStrategy must be created before the
+    # TensorFlow runtime starts, which listing logical devices would do.
+    gpus = tf.config.list_physical_devices("GPU")
+    if name == "auto":
+        name = ("multi_worker" if _cluster_workers() else
+                "mirrored" if len(gpus) > 1 else "one_device")
+    if name == "multi_worker":
+        if not _cluster_workers():
+            raise ValueError("strategy multi_worker needs TF_CONFIG with a cluster of workers "
+                             '(e.g. {"cluster": {"worker": ["host1:port", "host2:port"]}, '
+                             '"task": {"type": "worker", "index": 0}})')
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    elif name == "mirrored":
+        devices = [d.name for d in tf.config.list_logical_devices("GPU" if gpus else "CPU")]
+        cross = None if gpus else tf.distribute.ReductionToOneDevice()
+        strategy = tf.distribute.MirroredStrategy(devices, cross_device_ops=cross)
+    else:
+        strategy = tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
+    logging.info("strategy %s with %d replicas", type(strategy).__name__,
+                 strategy.num_replicas_in_sync)
+    return strategy
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True on the worker that writes checkpoints, logs and outputs."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    return resolver.task_type == "chief" or (
+        resolver.task_type == "worker" and resolver.task_id == 0
+        and "chief" not in resolver.cluster_spec().as_dict())
