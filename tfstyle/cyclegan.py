@@ -45,7 +45,7 @@ MIXED_PRECISION = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "
 
 # Settings that shape the checkpoints: a resumed run must keep them.
 RESUME_KEYS = ("block", "ngf", "ndf", "n_blocks", "n_layers_d", "crop_size", "batch_size",
-               "pool_size", "seed", "epochs", "decay_epochs", "norm_affine", "pam_kv_pool")
+               "pool_size", "seed", "norm_affine", "pam_kv_pool")
 
 
 @dataclass

@@ -1,0 +1,84 @@
+"""Training throughput of the CycleGAN step (the one train.cyclegan runs).
+
+    python bench/cyclegan_step.py --sizes=64,128,256 --precisions=none,bfloat16 --jit=false,true
+
+For every size x precision x XLA setting: builds the model, warms up (tracing/compiling),
+then times --steps full training steps (G and F update, pools, D update, loss fetch) on
+batches from the real data pipeline, and prints seconds per step and images per second as a
+markdown table. Use --ngf/--ndf/--n_blocks for the architecture (the issue's CPU comparison
+uses 32/32/6 at 64 px; the paper setting is 64/64/9 at 256 px).
+"""
+
+import os
+import sys
+import tempfile
+import time
+
+from absl import app, flags
+
+flags.DEFINE_list("sizes", ["64"], "Crop sizes to measure.")
+flags.DEFINE_list("precisions", ["none"], "Mixed precision settings: none, bfloat16, float16.")
+flags.DEFINE_list("jit", ["false", "true"], "XLA settings to measure.")
+flags.DEFINE_integer("ngf", 32, "Generator filters.")
+flags.DEFINE_integer("ndf", 32, "Discriminator filters.")
+flags.DEFINE_integer("n_blocks", 6, "Residual blocks.")
+flags.DEFINE_string("block", "resnet", "resnet, se or da.")
+flags.DEFINE_integer("batch_size", 1, "Images per step.")
+flags.DEFINE_integer("steps", 20, "Timed steps per setting.")
+flags.DEFINE_integer("warmup", 3, "Untimed steps per setting (tracing, XLA compilation).")
+flags.DEFINE_string("dataroot", None, "Training data (default: the built-in synthetic set).")
+FLAGS = flags.FLAGS
+
+
+def measure(size, precision, jit, root, work):
+    import tensorflow as tf
+
+    from tfstyle.cyclegan import CycleGAN, CycleGANConfig
+    from tfstyle.data import UnalignedData, load_domain
+    from tfstyle.distribute import make_strategy
+
+    config = CycleGANConfig(
+        dataroot=str(root), model_dir=work, block=FLAGS.block, ngf=FLAGS.ngf, ndf=FLAGS.ndf,
+        n_blocks=FLAGS.n_blocks, load_size=size + size // 8, crop_size=size,
+        batch_size=FLAGS.batch_size, mixed_precision=precision, jit_compile=jit)
+    strategy = make_strategy("auto")
+    a = load_domain(os.path.join(root, "trainA"), config.load_size, os.path.join(work, "cache"))
+    b = load_domain(os.path.join(root, "trainB"), config.load_size, os.path.join(work, "cache"))
+    data = UnalignedData(a, b, size, seed=0)
+    model = CycleGAN(config, strategy)
+    batches = iter(strategy.distribute_datasets_from_function(
+        lambda ctx: data.dataset(0, 0, model.global_batch, ctx).repeat()))
+
+    def step():
+        return {k: float(v) for k, v in model.train_step(next(batches)).items()}
+
+    for _ in range(FLAGS.warmup):
+        step()
+    times = []
+    for _ in range(FLAGS.steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    times.sort()
+    median = times[len(times) // 2]
+    device = "GPU" if tf.config.list_physical_devices("GPU") else f"CPU x{os.cpu_count()}"
+    return median, model.global_batch / median, device
+
+
+def main(argv):
+    del argv
+    from tfstyle import synthetic
+    work = tempfile.mkdtemp(prefix="tfstyle-bench-")
+    root = FLAGS.dataroot or str(synthetic.make_dataset(os.path.join(work, "data"), size=300))
+    print(f"| size | precision | XLA | device | s/step (median of {FLAGS.steps}) | images/s |")
+    print("|---:|---|---|---|---:|---:|")
+    for size in map(int, FLAGS.sizes):
+        for precision in FLAGS.precisions:
+            for jit in FLAGS.jit:
+                seconds, rate, device = measure(size, precision, jit == "true", root, work)
+                print(f"| {size} | {precision} | {jit} | {device} | {seconds:.3f} | {rate:.2f} |")
+                sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    app.run(main)
