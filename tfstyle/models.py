@@ -262,3 +262,4 @@ def count_params(model, input_shape=(1, 64, 64, 3)):
     if not model.built:
         model.build(input_shape)
     return int(sum(ops.size(w) for w in model.weights))
+from tfstyle.attention_models import AttentionAutoencoder, SelfAttention, VGG19Encoder  # noqa: E402,F401

@@ -1,0 +1,197 @@
+"""Attention-aware multi-stroke stylization with a trained AttentionAutoencoder (AAMS test-time
+pipeline, with the seed's CBAM attention and its foreground/background goal).
+
+For a content image x_c and a style image x_s (RGB uint8):
+
+  1. f_c = E(x_c)[cut];  A_c, o_c = attend(f_c)   (A = f + F'' for CBAM; see attention_models)
+     f_s = E(x_s)[cut]   (no attention on the style, as AAMS)
+  2. a = attention_map(o_c) in [0, 1], [h, w]     (zeros for attention="none")
+  3. Whitening: A_hat = whiten(A_c), S_hat = whiten(f_s)
+  4. Multi-scale style swap of A_hat against S_hat resized by beta_i = 2^(-(k-2-i)/2),
+     i = 0..k-2 (k = `strokes`; k = 4: 1/2, 1/sqrt2, 1), plus A_hat itself: k strokes
+  5. Multi-stroke fusion: F = sum_k w_k F_k, w = softmax_k(theta (1 - |a - c_k|)), c = k-means(a)
+  6. Colouring with f_s's covariance and mean: f_cs; blend f = alpha f_cs + (1 - alpha) A_c
+  7. y = D(f), clipped to [0, 255]
+  8. region: "all" -> y;  "foreground" -> y where m, D(A_c) (or the content) elsewhere;
+     "background" -> the opposite; m = bilinear_upsample(a) >= mask_threshold.
+
+Sizes and memory: the content is resized so its longer side is at most `max_size` (800, as
+AAMS) and the style so its longer side is `style_size` (512); both are reflection-padded to a
+multiple of the encoder's downsampling and cropped back. The output has the working size of
+the content. The N^2 parts are bounded, not tiled: the style-swap correlation volume is
+computed in chunks of at most `max_swap_entries` floats (tfstyle.wct), and AAMS
+self-attention in query chunks of at most the model's max_attention_entries. Whitening and
+colouring are C x C (at most 512 x 512).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from tfstyle import wct
+from tfstyle.attention_models import AttentionAutoencoder, downsampling
+from tfstyle.images import resize
+
+REGIONS = ("all", "foreground", "background")
+UNSTYLIZED = ("decoded", "original")
+
+
+@dataclass
+class StylizeOptions:
+    """Settings of one stylization; the CLI flags of tfstyle.stylize carry the same names."""
+    alpha: float = 1.0            # content/style blend: alpha f_cs + (1 - alpha) A_c
+    strokes: int = 4              # k: fusion levels (k - 1 swap scales + the content)
+    patch_size: int = 5           # style-swap patch side (odd)
+    theta: float = 50.0           # fusion softmax sharpness
+    region: str = "all"           # all | foreground | background
+    mask_threshold: float = 0.5   # foreground = upsampled attention map >= this
+    unstylized: str = "decoded"   # what the unstylized region shows: decoded | original
+    max_size: int = 800           # cap on the content's longer side (pixels)
+    style_size: int = 512         # the style's longer side (pixels)
+    max_swap_entries: int = wct.DEFAULT_MAX_SWAP_ENTRIES
+
+    def __post_init__(self):
+        def need(ok, name, message):
+            if not ok:
+                raise ValueError(f"--{name}={getattr(self, name)!r}: {message}")
+        need(0.0 <= self.alpha <= 1.0, "alpha", "must be in [0, 1]")
+        need(self.strokes >= 1, "strokes", "must be at least 1")
+        need(self.patch_size >= 1 and self.patch_size % 2 == 1, "patch_size",
+             "must be a positive odd number")
+        need(self.theta > 0, "theta", "must be positive")
+        need(self.region in REGIONS, "region", f"must be one of {', '.join(REGIONS)}")
+        need(0.0 <= self.mask_threshold <= 1.0, "mask_threshold", "must be in [0, 1]")
+        need(self.unstylized in UNSTYLIZED, "unstylized",
+             f"must be one of {', '.join(UNSTYLIZED)}")
+        need(self.max_size >= 16, "max_size", "must be at least 16")
+        need(self.style_size >= 16, "style_size", "must be at least 16")
+        need(self.max_swap_entries >= 1, "max_swap_entries", "must be at least 1")
+
+
+@dataclass
+class StylizeResult:
+    image: np.ndarray            # uint8 [H, W, 3]: the output (region applied)
+    stylized: np.ndarray         # uint8 [H, W, 3]: the whole image stylized
+    content: np.ndarray          # uint8 [H, W, 3]: the content at working size
+    content_decoded: np.ndarray  # uint8 [H, W, 3]: D(A_c), the content reconstructed
+    attention: np.ndarray        # float32 [H, W] in [0, 1]: the attention map, upsampled
+    mask: np.ndarray | None      # bool [H, W]: the stylized region (None for region=all)
+    fusion_weights: np.ndarray   # float32 [h, w, k]
+    centroids: np.ndarray        # float32 [k]
+
+
+def fit_size(shape, longest: int, shrink_only: bool = True) -> tuple[int, int]:
+    """(height, width) with the longer side `longest` (or unchanged if already smaller and
+    shrink_only), aspect kept."""
+    h, w = shape[:2]
+    scale = longest / max(h, w)
+    if shrink_only and scale >= 1:
+        return h, w
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def _pad_to(x: np.ndarray, multiple: int) -> np.ndarray:
+    h, w = x.shape[:2]
+    ph, pw = -h % multiple, -w % multiple
+    if not (ph or pw):
+        return x
+    mode = "reflect" if h > ph and w > pw else "edge"
+    return np.pad(x, [(0, ph), (0, pw), (0, 0)], mode=mode)
+
+
+def to_uint8(x) -> np.ndarray:
+    return np.clip(np.rint(np.asarray(x)), 0, 255).astype(np.uint8)
+
+
+class Stylizer:
+    """Stylizes content images with a trained AttentionAutoencoder (see the module docstring)."""
+
+    def __init__(self, model: AttentionAutoencoder):
+        self.model = model
+        self.multiple = downsampling(model.cut)
+
+    def _bottleneck(self, image: np.ndarray) -> tf.Tensor:
+        x = _pad_to(image.astype(np.float32), self.multiple)
+        return self.model.encode(x[None])[self.model.cut]
+
+    def _decode(self, features, size) -> np.ndarray:
+        h, w = size
+        return to_uint8(self.model.decode(features[None])[0, :h, :w].numpy())
+
+    def __call__(self, content: np.ndarray, style: np.ndarray,
+                 options: StylizeOptions | None = None) -> StylizeResult:
+        """content, style: RGB uint8 [H, W, 3] -> StylizeResult at the content's working size."""
+        o = options or StylizeOptions()
+        if o.region != "all" and self.model.attention == "none":
+            raise ValueError(f"--region={o.region}: the model has no attention module "
+                             "(attention='none'); use --region=all or a cbam/self model")
+        content = resize(content, fit_size(content.shape, o.max_size))
+        style = resize(style, fit_size(style.shape, o.style_size, shrink_only=False))
+        size = content.shape[:2]
+
+        f_c = self._bottleneck(content)
+        a_c, out_c = self.model.attend(f_c, training=False)
+        a_c = a_c[0]
+        f_s = self._bottleneck(style)[0]
+        if out_c is None:
+            attention = tf.zeros(a_c.shape[:2])
+        else:
+            attention = wct.attention_map(out_c[0])
+
+        content_hat = wct.whiten(a_c)
+        style_hat = wct.whiten(f_s)
+        scales = wct.stroke_scales(o.strokes)
+        logging.info("style swap: content %s, style %s, %d scales; full correlation volume "
+                     "%s entries, computed in chunks of at most %s", a_c.shape[:2],
+                     f_s.shape[:2], len(scales),
+                     f"{wct.entries(a_c.shape, f_s.shape, o.patch_size):,}",
+                     f"{o.max_swap_entries:,}")
+        strokes = wct.multi_scale_style_swap(content_hat, style_hat, scales, o.patch_size,
+                                             o.max_swap_entries)
+        fused, weights, centroids = wct.multi_stroke_fusion(strokes, attention, o.theta)
+        f_cs = wct.colour(fused, f_s)
+        blended = o.alpha * f_cs + (1.0 - o.alpha) * a_c
+
+        stylized = self._decode(blended, size)
+        decoded = self._decode(a_c, size)
+        padded = (size[0] + (-size[0] % self.multiple), size[1] + (-size[1] % self.multiple))
+        att_image = wct.resize_map(attention, padded).numpy()[:size[0], :size[1]]
+        att_image = np.clip(att_image, 0.0, 1.0).astype(np.float32)
+
+        result = StylizeResult(image=stylized, stylized=stylized, content=content,
+                               content_decoded=decoded, attention=att_image, mask=None,
+                               fusion_weights=weights.numpy(), centroids=centroids.numpy())
+        return with_region(result, o.region, o.mask_threshold, o.unstylized)
+
+
+def with_region(result: StylizeResult, region: str, mask_threshold: float = 0.5,
+                unstylized: str = "decoded") -> StylizeResult:
+    """`result` with its image restricted to `region`: m = attention >= mask_threshold
+    (foreground) or its complement (background); image = stylized where m, else the content
+    decoded (or the original content). region="all" gives the stylized image, mask None."""
+    if region == "all":
+        return dataclasses.replace(result, image=result.stylized, mask=None)
+    if region not in REGIONS:
+        raise ValueError(f"--region={region!r}: must be one of {', '.join(REGIONS)}")
+    foreground = result.attention >= mask_threshold
+    mask = foreground if region == "foreground" else ~foreground
+    keep = result.content_decoded if unstylized == "decoded" else result.content
+    image = np.where(mask[..., None], result.stylized, keep)
+    return dataclasses.replace(result, image=image, mask=mask)
+
+
+def attention_image(attention: np.ndarray) -> np.ndarray:
+    """An attention map [H, W] in [0, 1] as a grey RGB uint8 image."""
+    grey = to_uint8(np.asarray(attention) * 255.0)
+    return np.repeat(grey[..., None], 3, axis=-1)
+
+
+def options_from(values: dict) -> StylizeOptions:
+    """StylizeOptions from a dict holding (at least) its field names."""
+    return StylizeOptions(**{f.name: values[f.name] for f in dataclasses.fields(StylizeOptions)
+                             if f.name in values})
