@@ -26,6 +26,7 @@ flags.DEFINE_string("block", "resnet", "resnet, se or da.")
 flags.DEFINE_integer("batch_size", 1, "Images per step.")
 flags.DEFINE_integer("steps", 20, "Timed steps per setting.")
 flags.DEFINE_integer("warmup", 3, "Untimed steps per setting (tracing, XLA compilation).")
+flags.DEFINE_integer("threads", 0, "TensorFlow intra- and inter-op threads (0: all cores).")
 flags.DEFINE_string("dataroot", None, "Training data (default: the built-in synthetic set).")
 FLAGS = flags.FLAGS
 
@@ -61,13 +62,19 @@ def measure(size, precision, jit, root, work):
         times.append(time.perf_counter() - start)
     times.sort()
     median = times[len(times) // 2]
-    device = "GPU" if tf.config.list_physical_devices("GPU") else f"CPU x{os.cpu_count()}"
+    device = ("GPU" if tf.config.list_physical_devices("GPU") else
+              f"CPU, {FLAGS.threads or os.cpu_count()} threads")
     return median, model.global_batch / median, device
 
 
 def main(argv):
     del argv
+    import tensorflow as tf
+
     from tfstyle import synthetic
+    if FLAGS.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
     work = tempfile.mkdtemp(prefix="tfstyle-bench-")
     root = FLAGS.dataroot or str(synthetic.make_dataset(os.path.join(work, "data"), size=300))
     print(f"| size | precision | XLA | device | s/step (median of {FLAGS.steps}) | images/s |")

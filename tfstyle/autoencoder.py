@@ -47,7 +47,7 @@ from tfstyle.attention_models import (ATTENTIONS, CUTS, AttentionAutoencoder, do
 from tfstyle.data import DataError
 from tfstyle.distribute import is_chief, make_strategy
 from tfstyle.images import IMAGE_EXTENSIONS, ImageError, read_image, resize, write_image
-from tfstyle.training import (Checkpoints, ConfigMismatchError, Progress, check_finite,
+from tfstyle.training import (Checkpoints, ConfigMismatchError, Progress, StepHooks,
                               summary_writer, write_run_config)
 from tfstyle.vgg import VGGWeightsUnavailableError, imagenet_weights_file
 
@@ -494,8 +494,10 @@ def train(config: AutoencoderConfig, strategy: tf.distribute.Strategy | None = N
     grid = tf.function(lambda x: _image_grid(model, x))
 
     step = int(trainer.step.numpy())
-    first_losses = None
-    progress = Progress(c.steps, start=step, enabled=chief)
+    hooks = StepHooks(checkpoints, writer, Progress(c.steps, start=step, enabled=chief), c.steps,
+                      c.log_every_steps, c.image_every_steps, c.save_every_steps,
+                      images_fn=lambda: grid(grid_batch),
+                      image_tag="input__reconstruction__attention")
     losses_now: dict = {}
     started = time.perf_counter()
     while step < c.steps:
@@ -505,27 +507,14 @@ def train(config: AutoencoderConfig, strategy: tf.distribute.Strategy | None = N
         for batch in dataset:
             out = trainer.train_step(batch)
             step += 1
-            losses_now = {k: float(v) for k, v in out.items()}
-            first_losses = first_losses or losses_now
-            check_finite(losses_now, step, checkpoints.directory)
-            progress.update(step, {"epoch": epoch + 1, **losses_now}, trainer.global_batch)
-            if step % c.log_every_steps == 0 or step == c.steps:
-                with writer.as_default(step=step):
-                    for k, v in losses_now.items():
-                        tf.summary.scalar(f"loss/{k}", v)
-            if step % c.image_every_steps == 0 or step == c.steps:
-                with writer.as_default(step=step):
-                    tf.summary.image("input__reconstruction__attention", grid(grid_batch),
-                                     max_outputs=4)
-            if step % c.save_every_steps == 0 and step < c.steps:
-                checkpoints.save(step)
+            losses_now = hooks(step, out, trainer.global_batch, {"epoch": epoch + 1})
             if step >= c.steps:
                 break
     checkpoints.save(step)
     writer.flush()
 
     summary = {"steps": step, "resumed_from": resumed, "losses": losses_now,
-               "first_losses": first_losses, "images": len(data),
+               "first_losses": hooks.first_losses, "images": len(data),
                "skipped": sorted(data.skipped), "vgg_weights": vgg_used,
                "seconds": time.perf_counter() - started}
     if chief:

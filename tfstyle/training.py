@@ -151,6 +151,46 @@ def _duration(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+class StepHooks:
+    """What every trainer does after a step: fetch the losses, stop on a non-finite one,
+    update the progress line, write TensorBoard scalars every `log_every` steps and image
+    grids every `image_every` steps, and checkpoint every `save_every` steps.
+
+    `images_fn()` returns the uint8 image batch for TensorBoard; `extra_scalars()` returns
+    more scalars (e.g. the learning rate) when they are written.
+    """
+
+    def __init__(self, checkpoints: Checkpoints, writer, progress: Progress, total_steps: int,
+                 log_every: int, image_every: int, save_every: int, images_fn=None,
+                 image_tag: str = "images", extra_scalars=None):
+        self.checkpoints, self.writer, self.progress = checkpoints, writer, progress
+        self.total_steps = total_steps
+        self.log_every, self.image_every, self.save_every = log_every, image_every, save_every
+        self.images_fn, self.image_tag = images_fn, image_tag
+        self.extra_scalars = extra_scalars or dict
+        self.first_losses: dict | None = None
+
+    def __call__(self, step: int, out: dict, images: int, shown: dict | None = None) -> dict:
+        """After step `step` (1-based) that returned the loss tensors `out` for `images`
+        images; `shown` adds values to the progress line. Returns the losses as floats."""
+        losses = {k: float(v) for k, v in out.items()}
+        self.first_losses = self.first_losses or losses
+        check_finite(losses, step, self.checkpoints.directory)
+        self.progress.update(step, {**(shown or {}), **losses}, images)
+        last = step >= self.total_steps
+        if step % self.log_every == 0 or last:
+            with self.writer.as_default(step=step):
+                for k, v in {**{f"loss/{k}": v for k, v in losses.items()},
+                             **self.extra_scalars()}.items():
+                    tf.summary.scalar(k, v)
+        if self.images_fn is not None and (step % self.image_every == 0 or last):
+            with self.writer.as_default(step=step):
+                tf.summary.image(self.image_tag, self.images_fn(), max_outputs=4)
+        if step % self.save_every == 0 and not last:
+            self.checkpoints.save(step)
+        return losses
+
+
 def summary_writer(model_dir, chief: bool):
     """A TensorBoard writer for MODEL_DIR/logs on the chief, a no-op writer elsewhere."""
     if not chief:

@@ -8,14 +8,13 @@ Re-running the same command resumes from the last checkpoint in --model_dir. The
 model lands in MODEL_DIR/autoencoder/; stylize with python -m tfstyle.stylize.
 """
 
-import dataclasses
 import sys
 
 from absl import app, flags, logging
 
 from tfstyle.attention_models import ATTENTIONS, CUTS
 from tfstyle.autoencoder import AutoencoderConfig
-from tfstyle.distribute import STRATEGIES
+from train.run_flags import config_from_flags, define_run_flags
 
 D = AutoencoderConfig.__dataclass_fields__
 FLAGS = flags.FLAGS
@@ -48,20 +47,6 @@ flags.DEFINE_float("l_con", D["l_con"].default, "Weight of the content loss L_co
 flags.DEFINE_float("l_p", D["l_p"].default, "Weight of the pixel MSE inside L_con.")
 flags.DEFINE_float("l_att", D["l_att"].default, "Weight of the attention sparsity L_att.")
 flags.DEFINE_float("l_tv", D["l_tv"].default, "Weight of the total variation L_tv.")
-flags.DEFINE_enum("strategy", D["strategy"].default, STRATEGIES,
-                  "tf.distribute strategy; auto: multi_worker with TF_CONFIG, mirrored over "
-                  "several GPUs, else one device.")
-flags.DEFINE_integer("logical_cpus", 0, "Split the CPU into this many logical devices "
-                     "(to try --strategy=mirrored without GPUs).")
-flags.DEFINE_boolean("jit_compile", D["jit_compile"].default,
-                     "Compile the per-replica forward/backward pass with XLA.")
-flags.DEFINE_integer("seed", D["seed"].default, "Seed of weights and data order.")
-flags.DEFINE_integer("save_every_steps", D["save_every_steps"].default, "Checkpoint every N steps.")
-flags.DEFINE_integer("keep_checkpoints", D["keep_checkpoints"].default, "Checkpoints kept.")
-flags.DEFINE_integer("log_every_steps", D["log_every_steps"].default,
-                     "TensorBoard scalars every N steps.")
-flags.DEFINE_integer("image_every_steps", D["image_every_steps"].default,
-                     "TensorBoard image grids (input | reconstruction | attention) every N steps.")
 flags.DEFINE_string("sample_content", D["sample_content"].default,
                     "Content image of the final stylized example ('' or builtin: a training "
                     "image).")
@@ -71,24 +56,16 @@ flags.DEFINE_string("sample_style", D["sample_style"].default,
 flags.DEFINE_integer("sample_size", D["sample_size"].default,
                      "Longer side of the final example's content and style.")
 
+define_run_flags(AutoencoderConfig)
 flags.mark_flags_as_required(["content_dir", "model_dir"])
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if FLAGS.logical_cpus:
-        from tfstyle.distribute import split_cpu
-        split_cpu(FLAGS.logical_cpus)
-    try:
-        config = AutoencoderConfig(**{f.name: FLAGS[f.name].value
-                                      for f in dataclasses.fields(AutoencoderConfig)})
-    except ValueError as err:
-        raise app.UsageError(str(err)) from err
+    config, flags_text = config_from_flags(AutoencoderConfig)
     from tfstyle.autoencoder import train
     from tfstyle.vgg import VGGWeightsUnavailableError
-    flags_text = "\n".join(f"--{f.name}={FLAGS[f.name].value}"
-                           for f in dataclasses.fields(AutoencoderConfig)) + "\n"
     try:
         summary = train(config, flags_text=flags_text)
     except (VGGWeightsUnavailableError, FileNotFoundError) as err:

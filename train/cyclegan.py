@@ -7,15 +7,14 @@ DATA holds trainA/ and trainB/ (and optionally testA/ testB/ for per-epoch sampl
 Re-running the same command resumes from the last checkpoint in --model_dir.
 """
 
-import dataclasses
 import sys
 
 from absl import app, flags, logging
 
 from tfstyle import losses
 from tfstyle.cyclegan import MIXED_PRECISION, CycleGANConfig
-from tfstyle.distribute import STRATEGIES
 from tfstyle.models import BLOCKS
+from train.run_flags import config_from_flags, define_run_flags
 
 D = CycleGANConfig.__dataclass_fields__
 FLAGS = flags.FLAGS
@@ -49,44 +48,22 @@ flags.DEFINE_float("paired_l1", D["paired_l1"].default,
                    "Cyclepix: weight of an L1 loss to the paired target (files with the same "
                    "name in trainA/ and trainB/); 0 disables it.")
 flags.DEFINE_integer("pool_size", D["pool_size"].default, "Image pool size (0 disables it).")
-flags.DEFINE_enum("strategy", D["strategy"].default, STRATEGIES,
-                  "tf.distribute strategy; auto: multi_worker with TF_CONFIG, mirrored over "
-                  "several GPUs, else one device.")
-flags.DEFINE_integer("logical_cpus", 0, "Split the CPU into this many logical devices "
-                     "(to try --strategy=mirrored without GPUs).")
 flags.DEFINE_enum("mixed_precision", D["mixed_precision"].default, list(MIXED_PRECISION),
                   "Mixed precision policy (float16 uses loss scaling).")
-flags.DEFINE_boolean("jit_compile", D["jit_compile"].default,
-                     "Compile the forward/backward passes with XLA.")
-flags.DEFINE_integer("seed", D["seed"].default, "Seed of weights, data order and pools.")
-flags.DEFINE_integer("save_every_steps", D["save_every_steps"].default,
-                     "Checkpoint every N steps (and at the end of every epoch).")
-flags.DEFINE_integer("keep_checkpoints", D["keep_checkpoints"].default, "Checkpoints kept.")
-flags.DEFINE_integer("log_every_steps", D["log_every_steps"].default, "TensorBoard scalars every N steps.")
-flags.DEFINE_integer("image_every_steps", D["image_every_steps"].default,
-                     "TensorBoard image grids every N steps.")
 flags.DEFINE_integer("num_samples", D["num_samples"].default,
                      "Test images translated per direction at the end of each epoch.")
 flags.DEFINE_integer("max_steps", D["max_steps"].default,
                      "Stop after this many steps in total (0: train all epochs).")
 
+define_run_flags(CycleGANConfig)
 flags.mark_flags_as_required(["dataroot", "model_dir"])
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if FLAGS.logical_cpus:
-        from tfstyle.distribute import split_cpu
-        split_cpu(FLAGS.logical_cpus)
+    config, flags_text = config_from_flags(CycleGANConfig)
     from tfstyle.cyclegan import train
-    try:
-        config = CycleGANConfig(**{f.name: FLAGS[f.name].value
-                                   for f in dataclasses.fields(CycleGANConfig)})
-    except ValueError as err:
-        raise app.UsageError(str(err)) from err
-    flags_text = "\n".join(f"--{f.name}={FLAGS[f.name].value}"
-                           for f in dataclasses.fields(CycleGANConfig)) + "\n"
     summary = train(config, flags_text=flags_text)
     logging.info("done: %s", {k: v for k, v in summary.items() if k != "skipped"})
     print(f"\nTrained {summary['steps']} steps ({summary['epochs']} epochs) in "
