@@ -1,0 +1,184 @@
+r"""CPU latency of every artifact of an export (python -m export.generators output).
+
+    python bench/export_latency.py --export_dir=OUT [--runs=10] [--threads=0] \
+        [--markdown_out=FILE]
+
+For each model of OUT: the Keras generator it came from (when its model_dir is still there),
+the SavedModel's serving_default (float32 [1, S, S, 3]) and translate_bytes (one S x S PNG),
+and each LiteRT file (interpreter.invoke only), all at the export's LiteRT size S. The runs
+are interleaved (each round runs every artifact once, after one warm-up round), so that load
+from other processes on a shared machine hits all artifacts alike. Prints a markdown table
+of median and 90th-percentile latency.
+
+To make a realistically sized export to measure, with random-initialised generators
+(ngf 64, 9 blocks; latency does not depend on the weights, agreement does):
+
+    python bench/export_latency.py --setup=resnet,se,da --work_dir=/tmp/export_bench \
+        --export_dir=/tmp/export_bench/out
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+WARMUP = 1
+flags.DEFINE_string("export_dir", None, "An export's OUT directory.")
+flags.DEFINE_integer("runs", 5, "Timed runs per artifact (interleaved rounds).")
+flags.DEFINE_integer("threads", 0, "LiteRT threads (0: all cores).")
+flags.DEFINE_string("markdown_out", None, "Also write the table to this file.")
+flags.DEFINE_list("setup", [], "First make random-initialised model dirs with these blocks "
+                  "(resnet, se, da) under --work_dir and export them to --export_dir.")
+flags.DEFINE_string("work_dir", "/tmp/export_bench", "Where --setup writes model dirs and data.")
+flags.DEFINE_integer("size", 256, "--setup: LiteRT size and image size.")
+flags.DEFINE_integer("calibration_images", 32, "--setup: int8 calibration images.")
+flags.DEFINE_list("min_psnr", [], "--setup: threshold overrides KIND=dB, as export.generators.")
+
+
+def setup(blocks, work_dir: Path, export_dir: Path, size: int, calibration: int, min_psnr):
+    """Random-initialised full-size generators (AtoB only) and smooth synthetic images."""
+    from PIL import Image
+
+    from tfstyle.export_lib.pipeline import ExportOptions, export_generators
+    from tfstyle.inference import save_generators
+    from tfstyle.models import ResnetGenerator
+
+    rng = np.random.default_rng(0)
+    data = work_dir / "data"
+    for split in ("trainA", "testA"):
+        (data / split).mkdir(parents=True, exist_ok=True)
+        for i in range(max(calibration, 4) if split == "trainA" else 4):
+            yy, xx = np.mgrid[0:size + 32, 0:size + 64] / size
+            pic = np.stack([np.sin(xx * rng.uniform(2, 8) + rng.uniform(0, 6)),
+                            np.cos(yy * rng.uniform(2, 8)), np.sin((xx + yy) * 3)], -1)
+            pic = np.clip((pic * 0.5 + 0.5) * 255 + rng.normal(0, 6, pic.shape), 0, 255)
+            Image.fromarray(pic.astype(np.uint8)).save(data / split / f"{i}.png")
+    for block in blocks:
+        generator = ResnetGenerator(ngf=64, n_blocks=9, block=block)
+        generator.build((None, None, None, 3))
+        model_dir = work_dir / f"random_{block}"
+        save_generators(model_dir, {"AtoB": generator},
+                        {"block": block, "ngf": 64, "n_blocks": 9, "crop_size": size,
+                         "load_size": size, "dataroot": str(data), "step": 0, "epoch": 0})
+        overrides = dict(item.split("=") for item in min_psnr)
+        export_generators(model_dir, export_dir, ExportOptions(
+            tflite_size=size, calibration_images=calibration, overwrite=True, version=1,
+            latency_runs=2,
+            min_psnr={k: float(v) for k, v in overrides.items()}))
+
+
+def _latest_versions(serving_root: Path):
+    for model in sorted(p for p in serving_root.iterdir() if p.is_dir()):
+        versions = [int(v.name) for v in model.iterdir() if v.name.isdigit()]
+        if versions:
+            yield model.name, model / str(max(versions))
+
+
+def measure(export_dir: Path, runs: int, threads: int):
+    import tensorflow as tf
+    from PIL import Image
+
+    from tfstyle.export_lib import checks
+    from tfstyle.export_lib.tflite import LiteModel
+    from tfstyle.inference import load_generator
+
+    report = json.loads((export_dir / "export_report.json").read_text())
+    size = report["tflite_size"]
+    agreement = {a["artifact"]: a.get("agreement", {}).get("psnr_db") for a in report["artifacts"]}
+    pixels = np.random.default_rng(0).uniform(0, 255, (1, size, size, 3)).astype(np.float32)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels[0].astype(np.uint8)).save(buffer, format="PNG")
+    png = buffer.getvalue()
+    items = []  # (model, artifact, size_bytes, psnr_db, callable)
+    listing = export_dir / "tflite" / "models.json"
+    lite_models = json.loads(listing.read_text())["models"] if listing.is_file() else []
+    serving_root = export_dir / "serving"
+    serving_paths = dict(_latest_versions(serving_root)) if serving_root.is_dir() else {}
+    names = sorted({m["model_name"] for m in lite_models} | set(serving_paths))
+    sources = {a["model_name"]: a.get("source", {}).get("model_dir")
+               for a in report["artifacts"]}
+    for name in names:
+        direction = name.rsplit("_", 1)[-1]
+        model_dir = sources.get(name)
+        if model_dir and (Path(model_dir) / "generators" / f"{direction}.keras").is_file():
+            generator = load_generator(model_dir, direction)
+            run = tf.function(lambda x, g=generator: g(x / 127.5 - 1.0, training=False))
+            items.append((name, "keras", None, None, lambda r=run: r(pixels)))
+        if name in serving_paths:
+            path = serving_paths[name]
+            loaded = tf.saved_model.load(str(path))
+            fn, fb = loaded.signatures["serving_default"], loaded.signatures["translate_bytes"]
+            size_bytes = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+            items.append((name, "savedmodel serving_default", size_bytes,
+                          agreement.get(f"serving/{name}/{path.name}"),
+                          lambda f=fn: f(images=tf.constant(pixels))))
+            items.append((name, "savedmodel translate_bytes (PNG in/out)", None, None,
+                          lambda f=fb: f(image_bytes=tf.constant([png]))))
+        for entry in (m for m in lite_models if m["model_name"] == name):
+            lite = LiteModel((export_dir / "tflite" / entry["file"]).read_bytes(),
+                             entry["variant"], threads or os.cpu_count())
+            lite.run(pixels[0])  # fills the input tensor; the timed part is invoke()
+            items.append((name, f"tflite {entry['variant']}", entry["size_bytes"],
+                          entry["agreement"]["psnr_db"], lite.interpreter.invoke))
+    # Interleaved: every timed round runs each artifact once, so a change of load on a
+    # shared machine affects all artifacts alike rather than the ones measured at that time.
+    times = [[] for _ in items]
+    for round_ in range(WARMUP + runs):
+        for i, item in enumerate(items):
+            start = time.perf_counter()
+            item[-1]()
+            if round_ >= WARMUP:
+                times[i].append((time.perf_counter() - start) * 1000.0)
+        print(f"round {round_ + 1}/{WARMUP + runs} done", file=sys.stderr, flush=True)
+    rows = [(model, artifact, size_bytes,
+             checks.Latency(float(np.median(t)), float(np.percentile(t, 90)), len(t)), psnr_db)
+            for (model, artifact, size_bytes, psnr_db, _), t in zip(items, times)]
+    return size, rows
+
+
+def table(size, rows, runs, threads) -> str:
+    lines = [f"Input {size}x{size}, batch 1; {runs} timed rounds after {WARMUP} warm-up round "
+             "(each round runs every artifact once); LiteRT "
+             f"threads: {threads or os.cpu_count()}; CPU count: {os.cpu_count()}.", "",
+             "| model | artifact | size (MB) | median (ms) | p90 (ms) | PSNR vs Keras (dB) |",
+             "|---|---|---:|---:|---:|---:|"]
+    for model, artifact, size_bytes, latency, psnr_db in rows:
+        mb = f"{size_bytes / 1e6:.1f}" if size_bytes else ""
+        value = "" if psnr_db is None else f"{psnr_db:.1f}"
+        lines.append(f"| {model} | {artifact} | {mb} | {latency.median_ms:.0f} | "
+                     f"{latency.p90_ms:.0f} | {value} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv):
+    del argv
+    if not FLAGS.export_dir:
+        raise app.UsageError("--export_dir: required")
+    if FLAGS.runs < 1:
+        raise app.UsageError("--runs: must be at least 1")
+    export_dir = Path(FLAGS.export_dir)
+    if FLAGS.setup:
+        for block in FLAGS.setup:
+            if block not in ("resnet", "se", "da"):
+                raise app.UsageError(f"--setup: {block!r} is not resnet, se or da")
+        setup(FLAGS.setup, Path(FLAGS.work_dir), export_dir, FLAGS.size,
+              FLAGS.calibration_images, FLAGS.min_psnr)
+    if not (export_dir / "export_report.json").is_file():
+        raise app.UsageError(f"--export_dir: {export_dir} holds no export_report.json")
+    size, rows = measure(export_dir, FLAGS.runs, FLAGS.threads)
+    text = table(size, rows, FLAGS.runs, FLAGS.threads)
+    print(text)
+    if FLAGS.markdown_out:
+        Path(FLAGS.markdown_out).write_text(text)
+
+
+if __name__ == "__main__":
+    app.run(main)

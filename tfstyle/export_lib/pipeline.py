@@ -1,0 +1,502 @@
+"""`export_generators`: every trained generator of a model directory to TF Serving and LiteRT,
+each artifact checked against the Keras generator before it is kept.
+
+Layout written under OUT:
+
+    OUT/serving/<model_name>/<version>/saved_model.pb, variables/   (TF Serving)
+    OUT/serving/models.config                                        (--model_config_file)
+    OUT/serving/batching_parameters.txt                              (--batching_parameters_file)
+    OUT/tflite/<model_name>_<variant>.tflite
+    OUT/tflite/models.json                                           (what the apps read)
+    OUT/export_report.json                                           (every artifact, refused too)
+
+An artifact whose agreement (PSNR against the Keras generator) is below its threshold, or a
+LiteRT file with custom/Flex operators or tensors of rank > 4, is refused: it is deleted (a
+file of the same name from an earlier export too), listed under "refused" in models.json and
+the report, and `export_generators` raises ExportError naming it once everything else is
+written.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tfstyle.export_lib import checks, serving, tflite
+from tfstyle.export_lib.checks import ExportError
+
+MODELS_JSON_FORMAT = "tfstyle.litert_models"
+MODELS_JSON_VERSION = 1
+
+
+def sanitize(name: str) -> str:
+    """Lower case, every run of characters outside [a-z0-9_] turned into one '_'."""
+    cleaned = re.sub(r"_+", "_", re.sub(r"[^a-z0-9_]+", "_", name.lower())).strip("_")
+    if not cleaned:
+        raise ValueError(f"{name!r} has no letters or digits to make a model name from")
+    return cleaned
+
+
+def model_name(prefix: str, direction: str) -> str:
+    """TF Serving / file name of one generator: <sanitized prefix>_<direction>."""
+    return f"{sanitize(prefix)}_{direction}"
+
+
+@dataclass
+class ExportOptions:
+    """What `export_generators` makes; the defaults are `python -m export.generators`'s."""
+
+    name: str | None = None                     # model name prefix; default: model_dir's name
+    directions: tuple[str, ...] | None = None   # default: every generator in model_dir
+    serving: bool = True
+    version: int | None = None                  # default: 1 + the highest existing version
+    overwrite: bool = False
+    serving_max_side: int = 1024
+    serving_max_pixels: int | None = None       # lowered to a DA generator's attention limit
+    serving_oversize: str = "resize"
+    batching: dict | None = None
+    tflite: tuple[str, ...] = tflite.VARIANTS
+    tflite_size: int = 256
+    calibration_images: int = 100
+    check_images: int = 4
+    dataroot: str | None = None                 # default: info.json's dataroot
+    min_psnr: dict = field(default_factory=dict)  # overrides of checks.DEFAULT_MIN_PSNR
+    latency_runs: int = 10
+    num_threads: int | None = None              # LiteRT threads; default: all cores
+
+    def thresholds(self) -> dict:
+        unknown = set(self.min_psnr) - set(checks.DEFAULT_MIN_PSNR)
+        if unknown:
+            raise ValueError(f"min_psnr has unknown artifact kinds {sorted(unknown)}; "
+                             f"known: {sorted(checks.DEFAULT_MIN_PSNR)}")
+        return {**checks.DEFAULT_MIN_PSNR, **{k: float(v) for k, v in self.min_psnr.items()}}
+
+    def validate(self) -> None:
+        bad = set(self.tflite) - set(tflite.VARIANTS)
+        if bad:
+            raise ValueError(f"unknown TFLite variants {sorted(bad)}; known: {tflite.VARIANTS}")
+        if self.tflite_size % 4 or self.tflite_size < 16:
+            raise ValueError(f"tflite_size must be a multiple of 4 and at least 16, got "
+                             f"{self.tflite_size}")
+        if self.version is not None and self.version < 1:
+            raise ValueError(f"version must be a positive integer, got {self.version}")
+        for name, value in (("calibration_images", self.calibration_images),
+                            ("check_images", self.check_images),
+                            ("latency_runs", self.latency_runs)):
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
+        serving.SizePolicy(self.serving_max_side, self.serving_max_pixels, self.serving_oversize)
+        self.thresholds()
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _encode_png(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(image, np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _decode_png(data: bytes) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def serving_check_images(images, policy: serving.SizePolicy) -> list[np.ndarray]:
+    """The evaluation images brought inside the size policy (so the check compares the
+    generator, not the downscaling) and trimmed by 1-3 pixels, so the padding to a multiple
+    of 4 and the crop back are exercised."""
+    from tfstyle.images import resize
+
+    out = []
+    for i, image in enumerate(images):
+        h, w = image.shape[:2]
+        fh, fw = policy.fit(h, w)
+        if (fh, fw) != (h, w):
+            image = resize(image, (fh, fw))
+        trim = 1 + i % 3
+        th = image.shape[0] - trim if image.shape[0] - trim >= serving.MIN_SIDE else image.shape[0]
+        tw = image.shape[1] - trim if image.shape[1] - trim >= serving.MIN_SIDE else image.shape[1]
+        out.append(np.ascontiguousarray(image[:th, :tw]))
+    return out
+
+
+class _Exporter:
+    def __init__(self, model_dir, out_dir, options: ExportOptions, log):
+        from tfstyle import inference
+
+        self.inference = inference
+        self.model_dir = Path(model_dir)
+        self.out = Path(out_dir)
+        self.options = options
+        self.log = log
+        self.thresholds = options.thresholds()
+        self.info = inference.load_info(model_dir)
+        dataroot = options.dataroot or self.info.get("dataroot")
+        if not dataroot or not Path(dataroot).is_dir():
+            raise ExportError(
+                f"training data root {dataroot!r} (info.json's dataroot) is not a directory: "
+                "pass --dataroot=<folder with trainA/ trainB/ [testA/ testB/]> for the check "
+                "and calibration images")
+        self.dataroot = Path(dataroot)
+        available = [d for d in inference.DIRECTIONS
+                     if (inference.generators_dir(model_dir) / f"{d}.keras").is_file()]
+        self.directions = list(options.directions or available)
+        missing = [d for d in self.directions if d not in available]
+        if missing or not self.directions:
+            raise ExportError(f"{self.model_dir} has no generator for {missing or 'any direction'}"
+                              f" (found: {available})")
+        for d in self.directions:
+            domain = checks.SOURCE_DOMAIN[d]
+            if not checks.image_folders(self.dataroot, domain):
+                raise ExportError(
+                    f"{self.dataroot} has no images in test{domain}/ or train{domain}/ to check "
+                    f"the {d} generator against (pass --dataroot=<training data root>)")
+            if "int8" in options.tflite and not checks.image_folders(
+                    self.dataroot, domain, ("train",)):
+                raise ExportError(
+                    f"{self.dataroot}/train{domain} holds no images to calibrate the int8 {d} "
+                    "model (pass --dataroot=<training data root>, or leave int8 out of --tflite)")
+        prefix = options.name or self.model_dir.resolve().name
+        self.names = {d: model_name(prefix, d) for d in self.directions}
+        self.versions = {}
+        if options.serving:
+            for d in self.directions:
+                base = self.out / "serving" / self.names[d]
+                version = options.version or serving.next_version(base)
+                if (base / str(version)).exists() and not options.overwrite:
+                    raise ExportError(
+                        f"{base / str(version)} exists: pass another --version, or --overwrite")
+                self.versions[d] = version
+        self.artifacts: list[dict] = []
+        self.size = options.tflite_size
+
+    # -- helpers --------------------------------------------------------------------------
+    def _record(self, entry: dict, value: float | None, threshold: float, reason: str = ""):
+        if not reason and value is not None and value < threshold:
+            reason = f"PSNR {value:.2f} dB against the Keras generator is below {threshold:g} dB"
+        entry.update(status="refused" if reason else "ok", threshold_db=threshold)
+        if reason:
+            entry["reason"] = reason
+        entry["source"] = self._source()
+        self.artifacts.append(entry)
+        label = entry["artifact"]
+        if reason:
+            self.log(f"REFUSED {label}: {reason}")
+        else:
+            self.log(f"ok {label}: PSNR {value:.2f} dB (min {threshold:g} dB)")
+        return not reason
+
+    # -- SavedModel -----------------------------------------------------------------------
+    def export_serving(self, direction, generator, reference, images, folder):
+        opts = self.options
+        name, version = self.names[direction], self.versions[direction]
+        base = self.out / "serving" / name
+        base.mkdir(parents=True, exist_ok=True)
+        final = base / str(version)
+        tmp = base / f".tmp-{version}-{os.getpid()}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        policy = serving.policy_for(generator, opts.serving_max_side, opts.serving_max_pixels,
+                                    opts.serving_oversize)
+        self.log(f"writing SavedModel {name} version {version} ...")
+        try:
+            self._write_and_check_savedmodel(direction, generator, reference, images, folder,
+                                             policy, tmp, final)
+        finally:
+            if tmp.exists():  # refused, or an error on the way: nothing half-written stays
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    def _write_and_check_savedmodel(self, direction, generator, reference, images, folder,
+                                    policy, tmp, final):
+        opts = self.options
+        name, version = self.names[direction], self.versions[direction]
+        serving.write_savedmodel(generator, tmp, policy)
+        loaded = serving.LoadedSavedModel(tmp)
+        check = serving_check_images(images, policy)
+        refs = [reference(im) for im in check]
+        pixels = checks.agreement([loaded.translate_pixels(im[None])[0] for im in check], refs)
+        encoded = loaded.translate_bytes([_encode_png(im) for im in check])
+        png = checks.agreement([_decode_png(b) for b in encoded], [np.rint(r) for r in refs])
+        worst = min(pixels["psnr_db"], png["psnr_db"])
+        probe = np.asarray(checks.center_square(images[0], self.size), np.float32)
+        probe_png = _encode_png(probe.astype(np.uint8))
+        latency = checks.measure_latency(lambda: loaded.translate_pixels(probe[None]),
+                                         opts.latency_runs)
+        latency_bytes = checks.measure_latency(lambda: loaded.translate_bytes([probe_png]),
+                                               opts.latency_runs)
+        entry = {
+            "artifact": f"serving/{name}/{version}", "kind": "savedmodel",
+            "variant": "savedmodel", "model_name": name, "direction": direction,
+            "version": version, "path": str(final.relative_to(self.out)),
+            "size_bytes": serving.directory_size(tmp),
+            "signatures": {
+                serving.SERVING_DEFAULT: {
+                    "inputs": {serving.IMAGES_INPUT: "float32 [-1, -1, -1, 3] pixels 0..255"},
+                    "outputs": {serving.IMAGES_OUTPUT: "float32 [-1, -1, -1, 3] pixels 0..255"}},
+                serving.TRANSLATE_BYTES: {
+                    "inputs": {serving.BYTES_INPUT: "string [-1] JPEG/PNG/GIF/BMP"},
+                    "outputs": {serving.BYTES_OUTPUT: "string [-1] PNG"}}},
+            "size_policy": policy.as_dict(),
+            "agreement": {"reference": "keras", "metric": "psnr_db", "psnr_db": worst,
+                          serving.SERVING_DEFAULT: pixels, serving.TRANSLATE_BYTES: png,
+                          "image_folder": str(folder)},
+            "latency_ms": {**latency.as_dict(), "signature": serving.SERVING_DEFAULT,
+                           "input": f"1x{probe.shape[0]}x{probe.shape[1]}x3"},
+            "latency_bytes_ms": {**latency_bytes.as_dict(),
+                                 "signature": serving.TRANSLATE_BYTES},
+        }
+        if self._record(entry, worst, self.thresholds["savedmodel"]):
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+
+    # -- LiteRT ---------------------------------------------------------------------------
+    def export_tflite(self, direction, generator, reference, images, folder):
+        opts = self.options
+        name, size = self.names[direction], self.size
+        domain = checks.SOURCE_DOMAIN[direction]
+        target = (self.out / "tflite")
+        target.mkdir(parents=True, exist_ok=True)
+        check = [checks.center_square(im, size) for im in images]
+        refs = list(reference(np.stack(check)))
+        work = Path(tempfile.mkdtemp(prefix=".work-", dir=self.out))
+        try:
+            calibration = calib_folder = None
+            if "int8" in opts.tflite:
+                calibration, calib_folder = checks.calibration_images(
+                    self.dataroot, domain, opts.calibration_images, size)
+            saved = {}
+            for variant in opts.tflite:
+                quantized = variant == "int8"
+                if quantized not in saved:
+                    saved[quantized] = tflite.write_fixed_savedmodel(
+                        generator, size, work / ("int8" if quantized else "float"), quantized)
+                self.log(f"converting {name} to LiteRT {variant} at {size}x{size} ...")
+                self._one_variant(direction, variant, saved[quantized], calibration,
+                                  calib_folder, check, refs, folder, target)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _one_variant(self, direction, variant, saved_model, calibration, calib_folder,
+                     check, refs, folder, target):
+        opts = self.options
+        name = self.names[direction]
+        path = target / f"{name}_{variant}.tflite"
+        entry = {"artifact": f"tflite/{path.name}", "kind": "tflite", "variant": variant,
+                 "model_name": name, "direction": direction,
+                 "path": str(path.relative_to(self.out)),
+                 "file": path.name}
+        threshold = self.thresholds[variant]
+        try:
+            content = tflite.convert(saved_model, variant, calibration)
+        except Exception as err:  # noqa: BLE001  (a converter error refuses this variant)
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            self._record(entry, None, threshold, f"conversion failed: {first}")
+            path.unlink(missing_ok=True)
+            return
+        facts = tflite.inspect(content)
+        entry.update(size_bytes=len(content), sha256=hashlib.sha256(content).hexdigest(),
+                     ops=list(facts.ops), max_tensor_rank=facts.max_rank)
+        reason = ""
+        if facts.custom_ops:
+            reason = f"custom/Flex operators {list(facts.custom_ops)} (builtins only allowed)"
+        elif facts.max_rank > 4:
+            reason = f"tensors of rank > 4: {list(facts.high_rank_tensors)[:5]}"
+        value = None
+        if not reason:
+            lite = tflite.LiteModel(content, variant, opts.num_threads or os.cpu_count())
+            value_agreement = checks.agreement([lite.run(c) for c in check], refs)
+            value = value_agreement["psnr_db"]
+            lite.run(check[0])
+            latency = checks.measure_latency(lite.interpreter.invoke, opts.latency_runs)
+            entry.update(lite.io_description())
+            entry["signature_key"] = tflite.SIGNATURE_KEY
+            entry["agreement"] = {"reference": "keras", "metric": "psnr_db", **value_agreement,
+                                  "image_folder": str(folder)}
+            entry["latency_ms"] = {**latency.as_dict(),
+                                   "threads": opts.num_threads or os.cpu_count()}
+            if variant == "int8":
+                entry["calibration"] = {"images": int(len(calibration)),
+                                        "folder": str(calib_folder),
+                                        "input_range_anchored": [0, 255]}
+        if self._record(entry, value, threshold, reason):
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_bytes(content)
+            os.replace(tmp, path)
+        else:
+            path.unlink(missing_ok=True)
+
+    # -- outputs --------------------------------------------------------------------------
+    def run(self):
+        reference_latency = {}
+        for direction in self.directions:
+            generator = self.inference.load_generator(self.model_dir, direction)
+            reference = checks.KerasReference(generator)
+            images, folder = checks.evaluation_images(
+                self.dataroot, checks.SOURCE_DOMAIN[direction], self.options.check_images)
+            self.log(f"{self.names[direction]}: checking against {len(images)} images of {folder}")
+            probe = checks.center_square(images[0], self.size).astype(np.float32)
+            reference_latency[self.names[direction]] = checks.measure_latency(
+                lambda: reference(probe[None]), self.options.latency_runs).as_dict()
+            if self.options.serving:
+                self.export_serving(direction, generator, reference, images, folder)
+            if self.options.tflite:
+                self.export_tflite(direction, generator, reference, images, folder)
+        self.write_serving_files()
+        self.write_models_json()
+        report = self.write_report(reference_latency)
+        self.log(format_table(report))
+        refused = [a for a in self.artifacts if a["status"] == "refused"]
+        if refused:
+            raise ExportError("export refused " + "; ".join(
+                f"{a['artifact']} ({a['reason']})" for a in refused))
+        return report
+
+    def write_serving_files(self):
+        root = self.out / "serving"
+        if not root.is_dir():
+            return
+        names = sorted(p.name for p in root.iterdir() if p.is_dir() and any(
+            v.is_dir() and v.name.isdigit() and (v / "saved_model.pb").is_file()
+            for v in p.iterdir()))
+        if names:
+            serving.write_text_atomic(root / "models.config", serving.models_config(names))
+            serving.write_text_atomic(root / "batching_parameters.txt",
+                                      serving.batching_parameters(self.options.batching))
+
+    def write_models_json(self):
+        entries = [a for a in self.artifacts if a["kind"] == "tflite"]
+        if not entries:
+            return
+        path = self.out / "tflite" / "models.json"
+        models = [_models_json_entry(a) for a in entries if a["status"] == "ok"]
+        done = {(m["model_name"], m["variant"]) for m in models} | {
+            (a["model_name"], a["variant"]) for a in entries}
+        if path.is_file():  # keep files of earlier exports at the same size that still exist
+            try:
+                old = json.loads(path.read_text())
+            except ValueError:
+                old = {}
+            if old.get("size") == self.size:
+                models += [m for m in old.get("models", [])
+                           if (m.get("model_name"), m.get("variant")) not in done
+                           and (path.parent / m.get("file", "")).is_file()]
+        document = {
+            "format": MODELS_JSON_FORMAT,
+            "format_version": MODELS_JSON_VERSION,
+            "created_utc": _now(),
+            "size": self.size,
+            "models": sorted(models, key=lambda m: (m["model_name"], m["variant"])),
+            "refused": [{k: a.get(k) for k in ("file", "model_name", "direction", "variant",
+                                                "reason", "threshold_db")}
+                        | {"psnr_db": a.get("agreement", {}).get("psnr_db")}
+                        for a in entries if a["status"] != "ok"],
+        }
+        serving.write_text_atomic(path, json.dumps(document, indent=2) + "\n")
+
+    def _source(self) -> dict:
+        keys = ("block", "ngf", "n_blocks", "crop_size", "load_size", "step", "epoch")
+        return {"model_dir": str(self.model_dir.resolve()),
+                **{k: self.info[k] for k in keys if k in self.info}}
+
+    def write_report(self, reference_latency) -> dict:
+        import tensorflow as tf
+
+        import tfstyle
+
+        path = self.out / "export_report.json"
+        artifacts, keras_latency = list(self.artifacts), dict(reference_latency)
+        if path.is_file():  # keep what earlier exports of other models into OUT reported
+            try:
+                old = json.loads(path.read_text())
+            except ValueError:
+                old = {}
+            if old.get("tflite_size") == self.size:
+                ours = set(self.names.values())
+                artifacts += [a for a in old.get("artifacts", [])
+                              if a.get("model_name") not in ours]
+                keras_latency.update({k: v for k, v in old.get("keras_latency_ms", {}).items()
+                                      if k not in ours})
+        report = {"created_utc": _now(), "tfstyle_version": tfstyle.__version__,
+                  "tensorflow_version": tf.__version__, "dataroot": str(self.dataroot),
+                  "tflite_size": self.size, "thresholds_db": self.thresholds,
+                  "cpu_count": os.cpu_count(), "keras_latency_ms": keras_latency,
+                  "artifacts": artifacts}
+        serving.write_text_atomic(path, json.dumps(report, indent=2, default=str) + "\n")
+        return {**report, "artifacts": self.artifacts, "keras_latency_ms": reference_latency}
+
+
+def _models_json_entry(artifact: dict) -> dict:
+    """One accepted LiteRT file as models.json describes it (keys in a fixed order)."""
+    source = checks.SOURCE_DOMAIN[artifact["direction"]]
+    entry = {
+        "file": artifact["file"],
+        "model_name": artifact["model_name"],
+        "direction": artifact["direction"],
+        "source_domain": source,
+        "target_domain": "B" if source == "A" else "A",
+        "variant": artifact["variant"],
+        "size_bytes": artifact["size_bytes"],
+        "sha256": artifact["sha256"],
+        "signature_key": artifact["signature_key"],
+        "input": artifact["input"],
+        "output": artifact["output"],
+        "agreement": {**artifact["agreement"], "threshold_db": artifact["threshold_db"]},
+        "latency_ms": artifact["latency_ms"],
+        "ops": artifact["ops"],
+        "max_tensor_rank": artifact["max_tensor_rank"],
+        "source": artifact["source"],
+    }
+    if "calibration" in artifact:
+        entry["calibration"] = artifact["calibration"]
+    return entry
+
+
+def format_table(report: dict) -> str:
+    """Markdown table of an export report: size, agreement and CPU latency per artifact."""
+    rows = ["| artifact | size (MB) | PSNR vs Keras (dB) | min (dB) "
+            "| CPU latency median / p90 (ms) | status |",
+            "|---|---:|---:|---:|---:|---|"]
+    for name, lat in report.get("keras_latency_ms", {}).items():
+        rows.append(f"| keras {name} (reference) | | | | "
+                    f"{lat['median_ms']:.1f} / {lat['p90_ms']:.1f} | |")
+    for a in report["artifacts"]:
+        size = f"{a['size_bytes'] / 1e6:.2f}" if a.get("size_bytes") else ""
+        value = a.get("agreement", {}).get("psnr_db")
+        lat = a.get("latency_ms")
+        latency = f"{lat['median_ms']:.1f} / {lat['p90_ms']:.1f}" if lat else ""
+        rows.append(f"| {a['artifact']} | {size} | {'' if value is None else f'{value:.2f}'} | "
+                    f"{a['threshold_db']:g} | {latency} | {a['status']} |")
+        if a.get("latency_bytes_ms"):
+            lb = a["latency_bytes_ms"]
+            rows.append(f"| {a['artifact']} translate_bytes | | | | "
+                        f"{lb['median_ms']:.1f} / {lb['p90_ms']:.1f} | |")
+    return "\n".join(rows)
+
+
+def export_generators(model_dir, out_dir, options: ExportOptions | None = None,
+                      log=print) -> dict:
+    """Export every generator of `model_dir` under `out_dir` (layout in the module docstring)
+    and return the report; raises ExportError if any artifact was refused (after writing the
+    accepted ones and the report)."""
+    options = options or ExportOptions()
+    options.validate()
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    return _Exporter(model_dir, out_dir, options, log).run()
