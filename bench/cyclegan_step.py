@@ -5,7 +5,8 @@
 For every size x precision x XLA setting: builds the model, warms up (tracing/compiling),
 then times --steps full training steps (G and F update, pools, D update, loss fetch) on
 batches from the real data pipeline, and prints seconds per step and images per second as a
-markdown table. Use --ngf/--ndf/--n_blocks for the architecture (the issue's CPU comparison
+markdown table with the median wall-clock and CPU seconds per step (CPU time of a
+single-threaded run, --threads=1, does not depend on other load on the machine). Use --ngf/--ndf/--n_blocks for the architecture (the issue's CPU comparison
 uses 32/32/6 at 64 px; the paper setting is 64/64/9 at 256 px).
 """
 
@@ -15,6 +16,8 @@ import tempfile
 import time
 
 from absl import app, flags
+
+import tfstyle  # noqa: F401  (before TensorFlow: sets the CPU kernel options)
 
 flags.DEFINE_list("sizes", ["64"], "Crop sizes to measure.")
 flags.DEFINE_list("precisions", ["none"], "Mixed precision settings: none, bfloat16, float16.")
@@ -55,16 +58,17 @@ def measure(size, precision, jit, root, work):
 
     for _ in range(FLAGS.warmup):
         step()
-    times = []
+    walls, cpus = [], []
     for _ in range(FLAGS.steps):
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         step()
-        times.append(time.perf_counter() - start)
-    times.sort()
-    median = times[len(times) // 2]
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    median = sorted(walls)[len(walls) // 2]
+    cpu_median = sorted(cpus)[len(cpus) // 2]
     device = ("GPU" if tf.config.list_physical_devices("GPU") else
               f"CPU, {FLAGS.threads or os.cpu_count()} threads")
-    return median, model.global_batch / median, device
+    return median, cpu_median, model.global_batch / median, device
 
 
 def main(argv):
@@ -77,13 +81,15 @@ def main(argv):
         tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
     work = tempfile.mkdtemp(prefix="tfstyle-bench-")
     root = FLAGS.dataroot or str(synthetic.make_dataset(os.path.join(work, "data"), size=300))
-    print(f"| size | precision | XLA | device | s/step (median of {FLAGS.steps}) | images/s |")
-    print("|---:|---|---|---|---:|---:|")
+    print(f"| size | precision | XLA | device | s/step (median of {FLAGS.steps}) "
+          "| CPU s/step | images/s |")
+    print("|---:|---|---|---|---:|---:|---:|")
     for size in map(int, FLAGS.sizes):
         for precision in FLAGS.precisions:
             for jit in FLAGS.jit:
-                seconds, rate, device = measure(size, precision, jit == "true", root, work)
-                print(f"| {size} | {precision} | {jit} | {device} | {seconds:.3f} | {rate:.2f} |")
+                seconds, cpu, rate, device = measure(size, precision, jit == "true", root, work)
+                print(f"| {size} | {precision} | {jit} | {device} | {seconds:.3f} | {cpu:.3f} "
+                      f"| {rate:.2f} |")
                 sys.stdout.flush()
 
 

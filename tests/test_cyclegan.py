@@ -20,7 +20,7 @@ from tfstyle.training import NonFiniteLossError
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(ngf=8, ndf=8, n_blocks=2, n_layers_d=2, load_size=36, crop_size=32,
-            num_samples=2, log_every_steps=5, image_every_steps=10)
+            num_samples=2, log_every_steps=5, image_every_steps=10, jit_compile=False)
 
 
 def one_device():
@@ -50,7 +50,7 @@ def brightness(images):
 def test_training_moves_a_toward_b_and_lowers_the_cycle_loss(tmp_path):
     root = synthetic.make_dataset(tmp_path / "data", train=24, test=6, size=40)
     cfg = config(root, tmp_path / "run", epochs=8, decay_epochs=2, pool_size=10,
-                 lambda_identity=0.0, save_every_steps=1000)
+                 lambda_identity=0.0, save_every_steps=1000, jit_compile=True)
     untrained = cyclegan.CycleGAN(cfg, one_device())
     summary = cyclegan.train(cfg, one_device())
     assert summary["steps"] == 240 and summary["epochs"] == 10
@@ -167,7 +167,8 @@ def free_ports(n):
 def test_strategies_match_the_one_device_run(data, tmp_path):
     common = ["train.cyclegan", f"--dataroot={data}", "--ngf=4", "--ndf=4", "--n_blocks=1",
               "--n_layers_d=2", "--load_size=36", "--crop_size=32", "--epochs=1",
-              "--decay_epochs=0", "--num_samples=0", "--max_steps=3", "--pool_size=2"]
+              "--decay_epochs=0", "--num_samples=0", "--max_steps=3", "--pool_size=2",
+              "--nojit_compile"]
     procs = {"mirrored": cli(*common, f"--model_dir={tmp_path / 'mirrored'}", "--batch_size=1",
                              "--strategy=mirrored", "--logical_cpus=2")}
     cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
@@ -181,7 +182,7 @@ def test_strategies_match_the_one_device_run(data, tmp_path):
     cyclegan.train(cyclegan.CycleGANConfig(
         dataroot=str(data), model_dir=str(tmp_path / "one"), ngf=4, ndf=4, n_blocks=1,
         n_layers_d=2, load_size=36, crop_size=32, epochs=1, decay_epochs=0, num_samples=0,
-        max_steps=3, pool_size=2, batch_size=2), one_device())
+        max_steps=3, pool_size=2, batch_size=2, jit_compile=False), one_device())
     for name, proc in procs.items():
         out, _ = proc.communicate(timeout=400)
         assert proc.returncode == 0, f"{name}:\n{out[-3000:]}"
@@ -205,7 +206,7 @@ def test_cli_resumes_after_being_killed_and_translate_writes_pngs(data, tmp_path
     args = ["train.cyclegan", f"--dataroot={data}", f"--model_dir={tmp_path / 'run'}",
             "--ngf=8", "--ndf=8", "--n_blocks=1", "--n_layers_d=2", "--load_size=36",
             "--crop_size=32", "--epochs=10", "--decay_epochs=0", "--save_every_steps=3",
-            "--num_samples=0"]
+            "--num_samples=0", "--nojit_compile"]
     proc = cli(*args)
     state = tmp_path / "run" / "checkpoints" / "checkpoint"
     deadline = time.time() + 240

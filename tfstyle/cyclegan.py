@@ -72,7 +72,7 @@ class CycleGANConfig:
     pool_size: int = 50
     strategy: str = "auto"
     mixed_precision: str = "none"
-    jit_compile: bool = False
+    jit_compile: bool = True  # XLA: the faster step on CPU (docs/benchmarks.md)
     seed: int = 0
     save_every_steps: int = 1000
     keep_checkpoints: int = 3
