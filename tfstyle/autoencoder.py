@@ -45,10 +45,9 @@ from tfstyle import synthetic
 from tfstyle.attention_models import (ATTENTIONS, CUTS, AttentionAutoencoder, downsampling,
                                       save_autoencoder)
 from tfstyle.data import DataError
-from tfstyle.distribute import is_chief, make_strategy
 from tfstyle.images import IMAGE_EXTENSIONS, ImageError, read_image, resize, write_image
 from tfstyle.training import (Checkpoints, ConfigMismatchError, Progress, StepHooks,
-                              summary_writer, write_run_config)
+                              start_run, summary_writer)
 from tfstyle.vgg import VGGWeightsUnavailableError, imagenet_weights_file
 
 # Settings that shape the checkpoints (or the data order): a resumed run must keep them.
@@ -466,13 +465,7 @@ def train(config: AutoencoderConfig, strategy: tf.distribute.Strategy | None = N
     tfstyle.attention_models) and samples/ (a stylized example when sample_style is set).
     """
     c = config
-    strategy = strategy or make_strategy(c.strategy)
-    chief = is_chief(strategy)
-    model_dir = Path(c.model_dir)
-    if chief:
-        write_run_config(model_dir, c, RESUME_KEYS)
-        if flags_text is not None:
-            (model_dir / "flags.txt").write_text(flags_text)
+    strategy, chief, model_dir = start_run(c, RESUME_KEYS, flags_text, strategy)
     files = prepare_content(c)
     data = ContentData(files, c.load_size, c.crop_size, c.seed)
     trainer, vgg_used = build_trainer(c, strategy)

@@ -33,11 +33,10 @@ from absl import logging
 
 from tfstyle import inference, losses, synthetic
 from tfstyle.data import UnalignedData, load_domain
-from tfstyle.distribute import is_chief, make_strategy
 from tfstyle.images import list_images, read_image, resize, write_image
 from tfstyle.models import BLOCKS, PatchDiscriminator, ResnetGenerator
 from tfstyle.pool import ImagePool
-from tfstyle.training import Checkpoints, Progress, StepHooks, summary_writer, write_run_config
+from tfstyle.training import Checkpoints, Progress, StepHooks, start_run, summary_writer
 
 MIXED_PRECISION = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
@@ -334,13 +333,7 @@ def train(config: CycleGANConfig, strategy: tf.distribute.Strategy | None = None
     (see tfstyle.inference).
     """
     c = config
-    strategy = strategy or make_strategy(c.strategy)
-    chief = is_chief(strategy)
-    model_dir = Path(c.model_dir)
-    if chief:
-        write_run_config(model_dir, c, RESUME_KEYS)
-        if flags_text is not None:
-            (model_dir / "flags.txt").write_text(flags_text)
+    strategy, chief, model_dir = start_run(c, RESUME_KEYS, flags_text, strategy)
     root = prepare_dataroot(c)
     cache = model_dir / "cache"
     domain_a = load_domain(root / "trainA", c.load_size, cache)

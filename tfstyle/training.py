@@ -36,6 +36,21 @@ def check_finite(losses: dict, step: int, checkpoint_dir) -> None:
             "then re-run the same command to resume from it.")
 
 
+def start_run(config, resume_keys, flags_text: str | None = None, strategy=None):
+    """(strategy, chief, model_dir) of a run: the strategy config.strategy names (unless one is
+    given), whether this worker is the chief, and MODEL_DIR with config.json (checked against
+    the run being resumed, see write_run_config) and flags.txt written by the chief."""
+    from tfstyle.distribute import is_chief, make_strategy
+    strategy = strategy or make_strategy(config.strategy)
+    chief = is_chief(strategy)
+    model_dir = Path(config.model_dir)
+    if chief:
+        write_run_config(model_dir, config, resume_keys)
+        if flags_text is not None:
+            (model_dir / "flags.txt").write_text(flags_text)
+    return strategy, chief, model_dir
+
+
 def write_run_config(model_dir, config, resume_keys) -> None:
     """Write config.json, or check that a resumed run keeps the keys that shape the
     checkpoints (`resume_keys`); other settings may change between runs."""
