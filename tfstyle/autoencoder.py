@@ -44,7 +44,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from tfstyle import synthetic
 from tfstyle.attention_models import (ATTENTIONS, CUTS, AttentionAutoencoder, downsampling,
                                       save_autoencoder)
-from tfstyle.data import DataError
+from tfstyle.data import DataError, replica_slots
 from tfstyle.images import IMAGE_EXTENSIONS, ImageError, read_image, resize, write_image
 from tfstyle.training import (Checkpoints, ConfigMismatchError, Progress, StepHooks,
                               start_run, summary_writer)
@@ -210,17 +210,10 @@ class ContentData:
                 input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
         """Per-replica batches, uint8 [b, crop, crop, 3], of one epoch from `start_step` on
         (with an input context: this pipeline's replicas, in replica order)."""
-        steps = self.steps_per_epoch(global_batch)
-        replicas = input_context.num_replicas_in_sync if input_context else 1
-        if global_batch % replicas:
-            raise DataError(f"global batch {global_batch} is not divisible by the {replicas} "
-                            "replicas")
-        per_replica = global_batch // replicas
-        local = replicas // (input_context.num_input_pipelines if input_context else 1)
-        first = (input_context.input_pipeline_id if input_context else 0) * local
+        slots = replica_slots(self.steps_per_epoch(global_batch), global_batch, start_step,
+                              input_context)
+        per_replica = slots.shape[1]
         order, offsets = self.plan(epoch)
-        slots = np.arange(steps * global_batch).reshape(steps, replicas, per_replica)
-        slots = slots[start_step:, first:first + local].reshape(-1, per_replica)
 
         def load(batch_slots):
             return np.stack([self.load(int(order[s]), offsets[s]) for s in batch_slots])

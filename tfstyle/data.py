@@ -121,6 +121,26 @@ def _warn_skipped(domain):
         logging.warning("skipped %s: %s", domain.folder / name, reason)
 
 
+def replica_slots(steps: int, global_batch: int, start_step: int = 0,
+                  input_context: tf.distribute.InputContext | None = None) -> np.ndarray:
+    """Epoch slot numbers [n, per_replica] that this input pipeline feeds, in order.
+
+    Slot k of step s is s * global_batch + k; replica r of a step gets the r-th
+    per-replica slice. A pipeline yields, step by step from `start_step`, the slices of its
+    own replicas in replica order (as distribute_datasets_from_function hands batches out),
+    so all replicas together see exactly the one-device global batch.
+    """
+    replicas = input_context.num_replicas_in_sync if input_context else 1
+    if global_batch % replicas:
+        raise DataError(f"global batch {global_batch} is not divisible by the {replicas} "
+                        "replicas")
+    per_replica = global_batch // replicas
+    local = replicas // (input_context.num_input_pipelines if input_context else 1)
+    first = (input_context.input_pipeline_id if input_context else 0) * local
+    slots = np.arange(steps * global_batch).reshape(steps, replicas, per_replica)
+    return slots[start_step:, first:first + local].reshape(-1, per_replica)
+
+
 @dataclass(frozen=True)
 class EpochPlan:
     """Everything random about one epoch, drawn from (seed, epoch)."""
@@ -199,17 +219,10 @@ class UnalignedData:
         `start_step` on. With an input context, this input pipeline yields, for each step, the
         batches of its own replicas in replica order (as distribute_datasets_from_function
         hands them out), so the replicas together see the one-device global batch."""
-        steps = self.steps_per_epoch(global_batch)
-        replicas = input_context.num_replicas_in_sync if input_context else 1
-        if global_batch % replicas:
-            raise DataError(f"global batch {global_batch} is not divisible by the {replicas} "
-                            "replicas")
-        per_replica = global_batch // replicas
-        local = replicas // (input_context.num_input_pipelines if input_context else 1)
-        first = (input_context.input_pipeline_id if input_context else 0) * local
+        slots = replica_slots(self.steps_per_epoch(global_batch), global_batch, start_step,
+                              input_context)
+        per_replica = slots.shape[1]
         p = self.plan(epoch)
-        slots = np.arange(steps * global_batch).reshape(steps, replicas, per_replica)
-        slots = slots[start_step:, first:first + local].reshape(-1, per_replica)
 
         def load(batch_slots):
             a = self._crop(self.a.images, p.a_index[batch_slots], p.a_offset[batch_slots],
