@@ -6,9 +6,9 @@ Importing the package is cheap; TensorFlow loads with the modules that need it
 
 import os
 
-# TensorFlow turns its oneDNN CPU kernels on only for some CPUs. On the 2-core AMD machine of
-# docs/benchmarks.md they make a training step about 20% faster (12% with XLA); an explicit
-# TF_ENABLE_ONEDNN_OPTS=0 still wins. Takes effect when tfstyle is imported before TensorFlow,
+# TensorFlow turns its oneDNN CPU kernels on only for some CPUs; on the 2-core AMD machine of
+# docs/benchmarks.md they make training steps faster. An explicit TF_ENABLE_ONEDNN_OPTS=0
+# still wins. Takes effect when tfstyle is imported before TensorFlow,
 # as every tfstyle command does.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
