@@ -158,6 +158,7 @@ print(f"copied {len(models)} model(s), {total / 1e6:.2f} MB, input {listing.get(
       f"into {dest}:")
 for m in models:
     label = m.get("domain_names")
-    arrow = f" ({label[m['source_domain']]} -> {label[m['target_domain']]})" if label else ""
+    arrow = (f" ({label.get(m['source_domain'], m['source_domain'])} -> "
+             f"{label.get(m['target_domain'], m['target_domain'])})") if label else ""
     print(f"  {m['file']}{arrow}  {m['size_bytes'] / 1e6:.2f} MB")
 PY

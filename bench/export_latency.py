@@ -11,9 +11,10 @@ from other processes on a shared machine hits all artifacts alike. Prints a mark
 of median and 90th-percentile latency.
 
 To make a realistically sized export to measure, with random-initialised generators
-(ngf 64, 9 blocks; latency does not depend on the weights, agreement does):
+(ngf 64, 9 blocks) and/or the full-width CBAM auto-encoder cut at relu4_1 (random VGG19) with
+a built-in style at --style_size; latency does not depend on the weights, agreement does:
 
-    python bench/export_latency.py --setup=resnet,se,da --work_dir=/tmp/export_bench \
+    python bench/export_latency.py --setup=resnet,se,da,stylizer --work_dir=/tmp/export_bench \
         --export_dir=/tmp/export_bench/out
 """
 
@@ -36,43 +37,96 @@ flags.DEFINE_integer("runs", 5, "Timed runs per artifact (interleaved rounds).")
 flags.DEFINE_integer("threads", 0, "LiteRT threads (0: all cores).")
 flags.DEFINE_string("markdown_out", None, "Also write the table to this file.")
 flags.DEFINE_list("setup", [], "First make random-initialised model dirs with these blocks "
-                  "(resnet, se, da) under --work_dir and export them to --export_dir.")
+                  "(resnet, se, da) or the relu4_1 CBAM auto-encoder (stylizer) under "
+                  "--work_dir and export them to --export_dir.")
+flags.DEFINE_integer("style_size", 256, "--setup=stylizer: the baked style's longer side.")
 flags.DEFINE_string("work_dir", "/tmp/export_bench", "Where --setup writes model dirs and data.")
 flags.DEFINE_integer("size", 256, "--setup: LiteRT size and image size.")
 flags.DEFINE_integer("calibration_images", 32, "--setup: int8 calibration images.")
 flags.DEFINE_list("min_psnr", [], "--setup: threshold overrides KIND=dB, as export.generators.")
 
 
-def setup(blocks, work_dir: Path, export_dir: Path, size: int, calibration: int, min_psnr):
-    """Random-initialised full-size generators (AtoB only) and smooth synthetic images."""
+def _pictures(folder: Path, count: int, size: int, rng) -> None:
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        yy, xx = np.mgrid[0:size + 32, 0:size + 64] / size
+        pic = np.stack([np.sin(xx * rng.uniform(2, 8) + rng.uniform(0, 6)),
+                        np.cos(yy * rng.uniform(2, 8)), np.sin((xx + yy) * 3)], -1)
+        pic = np.clip((pic * 0.5 + 0.5) * 255 + rng.normal(0, 6, pic.shape), 0, 255)
+        Image.fromarray(pic.astype(np.uint8)).save(folder / f"{i}.png")
+
+
+def setup(kinds, work_dir: Path, export_dir: Path, size: int, calibration: int, min_psnr,
+          style_size: int):
+    """Random-initialised full-size generators (AtoB only) and/or the relu4_1 CBAM
+    auto-encoder with a built-in style, smooth synthetic images, exported to export_dir."""
     from PIL import Image
 
     from tfstyle.export_lib.pipeline import ExportOptions, export_generators
-    from tfstyle.inference import save_generators
-    from tfstyle.models import ResnetGenerator
 
     rng = np.random.default_rng(0)
     data = work_dir / "data"
-    for split in ("trainA", "testA"):
-        (data / split).mkdir(parents=True, exist_ok=True)
-        for i in range(max(calibration, 4) if split == "trainA" else 4):
-            yy, xx = np.mgrid[0:size + 32, 0:size + 64] / size
-            pic = np.stack([np.sin(xx * rng.uniform(2, 8) + rng.uniform(0, 6)),
-                            np.cos(yy * rng.uniform(2, 8)), np.sin((xx + yy) * 3)], -1)
-            pic = np.clip((pic * 0.5 + 0.5) * 255 + rng.normal(0, 6, pic.shape), 0, 255)
-            Image.fromarray(pic.astype(np.uint8)).save(data / split / f"{i}.png")
-    for block in blocks:
-        generator = ResnetGenerator(ngf=64, n_blocks=9, block=block)
+    _pictures(data / "trainA", max(calibration, 4), size, rng)
+    _pictures(data / "testA", 4, size, rng)
+    overrides = {k: float(v) for k, v in (item.split("=") for item in min_psnr)}
+    common = dict(tflite_size=size, calibration_images=calibration, overwrite=True, version=1,
+                  latency_runs=2, min_psnr=overrides)
+    for kind in kinds:
+        if kind == "stylizer":
+            from tfstyle.attention_models import AttentionAutoencoder, save_autoencoder
+            from tfstyle.autoencoder import builtin_style_image
+            from tfstyle.stylize_lib import StylizeOptions
+
+            model = AttentionAutoencoder("relu4_1", "cbam", encoder_weights="random")
+            model.build((None, None, None, 3))
+            model_dir = work_dir / "random_cbam_relu4_1"
+            save_autoencoder(model_dir, model, {"vgg_weights": "random", "step": 0,
+                                                "content_dir": str(data / "testA")})
+            style = work_dir / "style.png"
+            Image.fromarray(builtin_style_image(style_size)).save(style)
+            export_generators(model_dir, export_dir, ExportOptions(
+                styles=(f"strokes={style}",), stylize=StylizeOptions(style_size=style_size),
+                **common))
+            continue
+        from tfstyle.inference import save_generators
+        from tfstyle.models import ResnetGenerator
+
+        generator = ResnetGenerator(ngf=64, n_blocks=9, block=kind)
         generator.build((None, None, None, 3))
-        model_dir = work_dir / f"random_{block}"
+        model_dir = work_dir / f"random_{kind}"
         save_generators(model_dir, {"AtoB": generator},
-                        {"block": block, "ngf": 64, "n_blocks": 9, "crop_size": size,
+                        {"block": kind, "ngf": 64, "n_blocks": 9, "crop_size": size,
                          "load_size": size, "dataroot": str(data), "step": 0, "epoch": 0})
-        overrides = dict(item.split("=") for item in min_psnr)
-        export_generators(model_dir, export_dir, ExportOptions(
-            tflite_size=size, calibration_images=calibration, overwrite=True, version=1,
-            latency_runs=2,
-            min_psnr={k: float(v) for k, v in overrides.items()}))
+        export_generators(model_dir, export_dir, ExportOptions(**common))
+
+
+def keras_reference(artifact: dict):
+    """The Keras model an exported artifact came from, when its model_dir is still there:
+    a generator, or the auto-encoder with the artifact's style baked in; else None."""
+    source = artifact.get("source", {})
+    model_dir = source.get("model_dir")
+    if not model_dir:
+        return None
+    if artifact.get("model_kind") == "stylizer":
+        from tfstyle.attention_models import autoencoder_dir, load_autoencoder
+        from tfstyle.export_lib.stylizer import fixed_style_models
+        from tfstyle.images import read_image
+        from tfstyle.stylize_lib import options_from
+
+        style = source.get("style_image")
+        if not (autoencoder_dir(model_dir) / "autoencoder.keras").is_file() or \
+                not style or not Path(style).is_file():
+            return None
+        model, _ = load_autoencoder(model_dir)
+        return fixed_style_models(model, read_image(style), options_from(source["stylize"]))[0]
+    from tfstyle.inference import load_generator
+
+    direction = artifact.get("direction")
+    if not (Path(model_dir) / "generators" / f"{direction}.keras").is_file():
+        return None
+    return load_generator(model_dir, direction)
 
 
 def _latest_versions(serving_root: Path):
@@ -88,7 +142,6 @@ def measure(export_dir: Path, runs: int, threads: int):
 
     from tfstyle.export_lib import checks
     from tfstyle.export_lib.tflite import LiteModel
-    from tfstyle.inference import load_generator
 
     report = json.loads((export_dir / "export_report.json").read_text())
     size = report["tflite_size"]
@@ -103,13 +156,10 @@ def measure(export_dir: Path, runs: int, threads: int):
     serving_root = export_dir / "serving"
     serving_paths = dict(_latest_versions(serving_root)) if serving_root.is_dir() else {}
     names = sorted({m["model_name"] for m in lite_models} | set(serving_paths))
-    sources = {a["model_name"]: a.get("source", {}).get("model_dir")
-               for a in report["artifacts"]}
+    artifacts = {a["model_name"]: a for a in report["artifacts"]}
     for name in names:
-        direction = name.rsplit("_", 1)[-1]
-        model_dir = sources.get(name)
-        if model_dir and (Path(model_dir) / "generators" / f"{direction}.keras").is_file():
-            generator = load_generator(model_dir, direction)
+        generator = keras_reference(artifacts.get(name, {}))
+        if generator is not None:
             run = tf.function(lambda x, g=generator: g(x / 127.5 - 1.0, training=False))
             items.append((name, "keras", None, None, lambda r=run: r(pixels)))
         if name in serving_paths:
@@ -166,11 +216,11 @@ def main(argv):
         raise app.UsageError("--runs: must be at least 1")
     export_dir = Path(FLAGS.export_dir)
     if FLAGS.setup:
-        for block in FLAGS.setup:
-            if block not in ("resnet", "se", "da"):
-                raise app.UsageError(f"--setup: {block!r} is not resnet, se or da")
+        for kind in FLAGS.setup:
+            if kind not in ("resnet", "se", "da", "stylizer"):
+                raise app.UsageError(f"--setup: {kind!r} is not resnet, se, da or stylizer")
         setup(FLAGS.setup, Path(FLAGS.work_dir), export_dir, FLAGS.size,
-              FLAGS.calibration_images, FLAGS.min_psnr)
+              FLAGS.calibration_images, FLAGS.min_psnr, FLAGS.style_size)
     if not (export_dir / "export_report.json").is_file():
         raise app.UsageError(f"--export_dir: {export_dir} holds no export_report.json")
     size, rows = measure(export_dir, FLAGS.runs, FLAGS.threads)

@@ -1,11 +1,16 @@
-r"""Export trained generators to TF Serving (SavedModel) and LiteRT (TFLite), checked.
+r"""Export trained models to TF Serving (SavedModel) and LiteRT (TFLite), checked.
 
     python -m export.generators --model_dir=runs/horse2zebra --out_dir=exported \
         [--name=horse2zebra] [--version=N] [--tflite_size=256] \
         [--tflite=float32,float16,dynamic,int8] [--calibration_images=100]
+    python -m export.generators --model_dir=runs/cbam_relu4_1 --out_dir=exported \
+        --styles=mosaic=mosaic.jpg,ink=ink.png [--style_size=256] [--region=foreground]
 
-Every artifact is compared with the Keras generator on real images from the training data
-root before it is kept (docs/export.md: layout, signatures, models.json, thresholds); the
+A CycleGAN model directory (generators/) gives one model per direction; an attention
+auto-encoder (autoencoder/) gives one style-transfer model per --styles image, with the
+stylization flags (--alpha, --strokes, --region, ...) baked in. Every artifact is compared
+with the Keras model on real images (the training data root, or the auto-encoder's content
+images) before it is kept (docs/export.md: layout, signatures, models.json, thresholds); the
 export prints a table of sizes, agreement and CPU latency, and exits with status 1 naming
 every refused artifact.
 """
@@ -20,9 +25,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's INFO lines dr
 
 from absl import app, flags  # noqa: E402
 
+from tfstyle.stylize_flags import define_stylize_flags, stylize_options_from_flags  # noqa: E402
+
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("model_dir", None, "Trained model directory (generators/*.keras, info.json).")
+flags.DEFINE_string("model_dir", None, "Trained model directory: generators/ (CycleGAN) "
+                    "and/or autoencoder/ (attention style transfer).")
 flags.DEFINE_string("out_dir", None, "Where serving/ and tflite/ are written.")
 flags.DEFINE_string("name", None, "Model name prefix (sanitized to [a-z0-9_]); default: the "
                     "model_dir's name. Models are <prefix>_AtoB and <prefix>_BtoA.")
@@ -38,14 +46,21 @@ flags.DEFINE_integer("serving_max_pixels", 0, "Most pixels per image in the Save
                      "which always applies).")
 flags.DEFINE_enum("serving_oversize", "resize", ["resize", "refuse"],
                   "What the SavedModel does with an image over the limits.")
-flags.DEFINE_list("tflite", ["float32", "float16", "dynamic", "int8"],
-                  "LiteRT variants to write (empty: none).")
+flags.DEFINE_list("tflite", None,
+                  "LiteRT variants to write (empty: none); default: float32, float16, "
+                  "dynamic and int8 for generators, the first three for style-transfer models.")
+flags.DEFINE_list("styles", [], "Style images to bake into style-transfer models, NAME=PATH "
+                  "or PATH (named by its stem); one model <prefix>_<name> each. Needs an "
+                  "auto-encoder in --model_dir.")
+define_stylize_flags()
 flags.DEFINE_integer("tflite_size", 256, "Fixed LiteRT input size S ([1, S, S, 3]); multiple "
                      "of 4.")
 flags.DEFINE_integer("calibration_images", 100, "Training images calibrating the int8 variant.")
 flags.DEFINE_integer("check_images", 4, "Test images each artifact is checked on.")
-flags.DEFINE_string("dataroot", None, "Training data root (trainA/ trainB/ [testA/ testB/]); "
-                    "default: info.json's dataroot.")
+flags.DEFINE_string("dataroot", None, "Check and calibration images: the training data root "
+                    "(trainA/ trainB/ [testA/ testB/]) of generators, default info.json's "
+                    "dataroot; a folder of content images for style-transfer models, default "
+                    "the auto-encoder's content_dir.")
 flags.DEFINE_list("min_psnr", [], "Threshold overrides, KIND=dB with KIND in savedmodel, "
                   "float32, float16, dynamic, int8 (e.g. int8=18).")
 flags.DEFINE_integer("latency_runs", 10, "Timed runs per artifact (median and p90 reported).")
@@ -56,7 +71,7 @@ def options_from_flags():
     """Validated ExportOptions from the flags; app.UsageError naming the flag otherwise."""
     from tfstyle.export_lib import tflite
     from tfstyle.export_lib.checks import DEFAULT_MIN_PSNR
-    from tfstyle.export_lib.pipeline import ExportOptions, sanitize
+    from tfstyle.export_lib.pipeline import ExportOptions, sanitize, style_spec
 
     def usage(flag, message):
         raise app.UsageError(f"--{flag}: {message}")
@@ -65,9 +80,31 @@ def options_from_flags():
         usage("model_dir", "required (a trained model directory)")
     if not FLAGS.out_dir:
         usage("out_dir", "required")
-    info = Path(FLAGS.model_dir) / "generators" / "info.json"
-    if not info.is_file():
-        usage("model_dir", f"{info} not found; train with python -m train.cyclegan first")
+    model_dir = Path(FLAGS.model_dir)
+    has_generators = (model_dir / "generators" / "info.json").is_file()
+    has_autoencoder = (model_dir / "autoencoder" / "info.json").is_file()
+    if not (has_generators or has_autoencoder):
+        usage("model_dir", f"{model_dir} holds neither generators/info.json nor "
+              "autoencoder/info.json; train with python -m train.cyclegan or "
+              "python -m train.autoencoder first")
+    if has_autoencoder and not FLAGS.styles:
+        usage("styles", f"{model_dir}/autoencoder holds a style-transfer model: name the "
+              "style images to bake in, --styles=NAME=IMAGE[,NAME=IMAGE...]")
+    if FLAGS.styles and not has_autoencoder:
+        usage("styles", f"{model_dir} has no autoencoder/ to stylize with")
+    styles = tuple(FLAGS.styles)
+    for spec in styles:
+        name, path = style_spec(spec)
+        if not Path(path).is_file():
+            usage("styles", f"{path} (style {name!r}) not found")
+        try:
+            sanitize(name)
+        except ValueError as err:
+            usage("styles", str(err))
+    try:
+        stylize = stylize_options_from_flags()
+    except ValueError as err:
+        raise app.UsageError(str(err)) from err
     directions = tuple(FLAGS.directions)
     for d in directions:
         if d not in ("AtoB", "BtoA"):
@@ -81,11 +118,12 @@ def options_from_flags():
             usage("name", str(err))
     if FLAGS.version is not None and FLAGS.version < 1:
         usage("version", f"must be a positive integer, got {FLAGS.version}")
-    variants = tuple(v.strip() for v in FLAGS.tflite if v.strip())
-    for v in variants:
+    variants = None if FLAGS.tflite is None else tuple(
+        v.strip() for v in FLAGS.tflite if v.strip())
+    for v in variants or ():
         if v not in tflite.VARIANTS:
             usage("tflite", f"{v!r} is not one of {', '.join(tflite.VARIANTS)}")
-    if len(set(variants)) != len(variants):
+    if variants is not None and len(set(variants)) != len(variants):
         usage("tflite", "a variant is listed twice")
     if FLAGS.tflite_size % 4 or FLAGS.tflite_size < 16:
         usage("tflite_size", f"must be a multiple of 4 and at least 16, got {FLAGS.tflite_size}")
@@ -109,7 +147,7 @@ def options_from_flags():
             min_psnr[kind] = float(value)
         except ValueError:
             usage("min_psnr", f"{value!r} in {item!r} is not a number")
-    if not FLAGS.serving and not variants:
+    if not FLAGS.serving and variants == ():
         usage("tflite", "nothing to export: --noserving and an empty --tflite")
     return ExportOptions(
         name=FLAGS.name, directions=directions or None, serving=FLAGS.serving,
@@ -119,7 +157,8 @@ def options_from_flags():
         serving_oversize=FLAGS.serving_oversize, tflite=variants,
         tflite_size=FLAGS.tflite_size, calibration_images=FLAGS.calibration_images,
         check_images=FLAGS.check_images, dataroot=FLAGS.dataroot, min_psnr=min_psnr,
-        latency_runs=FLAGS.latency_runs, num_threads=FLAGS.num_threads or None)
+        latency_runs=FLAGS.latency_runs, num_threads=FLAGS.num_threads or None,
+        styles=styles, stylize=stylize)
 
 
 def main(argv):

@@ -326,13 +326,17 @@ def test_tflite_has_builtin_ops_only_and_no_5d_tensors(export, models_json, vari
             assert {t["dtype"] for t in tensors} <= {np.int8, np.uint8, np.int32}
 
 
+def info_dataroot(model_dir):
+    return json.loads((model_dir / "generators" / "info.json").read_text())["dataroot"]
+
+
 def test_models_json_describes_each_file(export, models_json, model_dir):
     out = export[0]
     assert models_json["format"] == "tfstyle.litert_models"
     assert models_json["format_version"] == 1 and models_json["size"] == SIZE
     assert models_json["refused"] == []
     assert len(models_json["models"]) == 8
-    keys = {"file", "model_name", "direction", "source_domain", "target_domain", "variant",
+    keys = {"file", "model_name", "kind", "direction", "source_domain", "target_domain", "variant",
             "size_bytes", "sha256", "signature_key", "input", "output", "agreement",
             "latency_ms", "ops", "max_tensor_rank", "source"}
     for entry in models_json["models"]:
@@ -340,15 +344,17 @@ def test_models_json_describes_each_file(export, models_json, model_dir):
         data = (out / "tflite" / entry["file"]).read_bytes()
         assert entry["size_bytes"] == len(data)
         assert entry["sha256"] == hashlib.sha256(data).hexdigest()
+        assert entry["kind"] == "generator"
         assert entry["file"] == f"{entry['model_name']}_{entry['variant']}.tflite"
         assert (entry["source_domain"], entry["target_domain"]) == \
             (("A", "B") if entry["direction"] == "AtoB" else ("B", "A"))
         assert entry["input"]["name"] == "image" and entry["output"]["name"] == "translated"
         assert entry["input"]["shape"] == entry["output"]["shape"] == [1, SIZE, SIZE, 3]
         assert entry["latency_ms"]["median_ms"] > 0
-        assert entry["source"] == {"model_dir": str(model_dir.resolve()), "block": "da", "ngf": 4,
-                                   "n_blocks": 1, "crop_size": SIZE, "load_size": SIZE,
-                                   "step": 10, "epoch": 1}
+        assert entry["source"] == {"model_dir": str(model_dir.resolve()),
+                                   "dataroot": info_dataroot(model_dir), "block": "da",
+                                   "ngf": 4, "n_blocks": 1, "crop_size": SIZE,
+                                   "load_size": SIZE, "step": 10, "epoch": 1}
         source = "testA" if entry["direction"] == "AtoB" else "testB"
         assert entry["agreement"]["image_folder"].endswith(source)
         if entry["variant"] == "int8":

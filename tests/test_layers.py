@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import keras
+import tensorflow as tf
 
 from tfstyle import layers as L
 
@@ -148,3 +149,14 @@ def test_layer_config_round_trip(layer):
     np.testing.assert_allclose(clone(x).numpy(), y.numpy(), atol=1e-6)
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
     assert type(restored) is type(layer) and restored.get_config() == layer.get_config()
+
+
+def test_nearest_upsampling_repeats_pixels_with_dynamic_sizes():
+    from tfstyle.layers import NearestUpsampling2D
+
+    x = np.random.default_rng(0).normal(size=(2, 5, 7, 3)).astype(np.float32)
+    layer = NearestUpsampling2D(2)
+    np.testing.assert_array_equal(layer(x).numpy(), x.repeat(2, axis=1).repeat(2, axis=2))
+    traced = tf.function(layer, input_signature=[tf.TensorSpec([None, None, None, 3])])
+    assert traced(x[:, :3]).shape == (2, 6, 14, 3)
+    assert layer.compute_output_shape((None, None, 4, 3)) == (None, None, 8, 3)

@@ -37,7 +37,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfstyle.layers import CBAM, ReflectionPadding2D, register
+from tfstyle.layers import CBAM, NearestUpsampling2D, ReflectionPadding2D, register
 from tfstyle.vgg import (
     VGG19_CHANNELS,
     keras_layer_name,
@@ -208,8 +208,7 @@ class MirrorDecoder(keras.layers.Layer):
         self.steps = []
         for kind, filters, name in _decoder_plan(cut, self.width):
             if kind == "up":
-                self.steps.append(keras.layers.UpSampling2D(2, interpolation="nearest",
-                                                            name=name))
+                self.steps.append(NearestUpsampling2D(2, name=name))
             else:
                 last = filters == 3
                 self.steps.append(ReflectionPadding2D(1, name=f"{name}_pad"))

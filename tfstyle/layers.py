@@ -11,6 +11,7 @@ normalisation scales N(1, 0.02).
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 register = keras.saving.register_keras_serializable(package="tfstyle")
@@ -102,6 +103,35 @@ class ReflectionPadding2D(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "padding": self.padding}
+
+
+@register
+class NearestUpsampling2D(keras.layers.Layer):
+    """Nearest-neighbour upsampling by an integer `factor` (TFLite: RESIZE_NEAREST_NEIGHBOR;
+    Keras's UpSampling2D repeats through 5-D tensors, which the LiteRT exports refuse).
+
+    Shapes: [B, H, W, C] -> [B, H * f, W * f, C]; out[y, x] = in[y // f, x // f].
+    """
+
+    def __init__(self, factor=2, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = int(factor)
+
+    def build(self, input_shape):
+        _require_4d(self, input_shape)
+
+    def call(self, x):
+        shape = tf.shape(x)
+        size = tf.stack([shape[1] * self.factor, shape[2] * self.factor])
+        return tf.image.resize(x, size, method="nearest")
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, c = input_shape
+        grow = lambda d: None if d is None else d * self.factor  # noqa: E731
+        return (b, grow(h), grow(w), c)
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
 
 
 @register

@@ -9,15 +9,13 @@ the rest; the other pixels show the content decoded by the auto-encoder (or, wit
 (and OUT_mask.png with a region). See docs/attention_style.md.
 """
 
-import dataclasses
 import sys
 from pathlib import Path
 
 from absl import app, flags
 
-from tfstyle.stylize_lib import REGIONS, UNSTYLIZED, StylizeOptions
+from tfstyle.stylize_flags import define_stylize_flags, stylize_options_from_flags
 
-D = StylizeOptions.__dataclass_fields__
 FLAGS = flags.FLAGS
 
 flags.DEFINE_string("model_dir", None, "Training folder holding autoencoder/ "
@@ -25,25 +23,7 @@ flags.DEFINE_string("model_dir", None, "Training folder holding autoencoder/ "
 flags.DEFINE_string("content", None, "Content image (any format Pillow reads).")
 flags.DEFINE_string("style", None, "Style image.")
 flags.DEFINE_string("out", None, "Output image (.png, .jpg, ...).")
-flags.DEFINE_float("alpha", D["alpha"].default, "Content/style blend of the features: "
-                   "alpha * stylized + (1 - alpha) * content (0: the content reconstructed).")
-flags.DEFINE_integer("strokes", D["strokes"].default, "Multi-stroke fusion levels k: k - 1 "
-                     "style-swap scales (1/2, 1/sqrt2, 1 for k = 4) plus the content.")
-flags.DEFINE_integer("patch_size", D["patch_size"].default, "Style-swap patch side (odd).")
-flags.DEFINE_float("theta", D["theta"].default, "Sharpness of the fusion weights.")
-flags.DEFINE_enum("region", D["region"].default, REGIONS,
-                  "What to stylize: all, foreground (the salient object of the attention "
-                  "mask) or background.")
-flags.DEFINE_float("mask_threshold", D["mask_threshold"].default,
-                   "Foreground = upsampled attention map >= this (in [0, 1]).")
-flags.DEFINE_enum("unstylized", D["unstylized"].default, UNSTYLIZED,
-                  "What the region left unstylized shows: the content decoded by the "
-                  "auto-encoder, or the original content pixels.")
-flags.DEFINE_integer("max_size", D["max_size"].default,
-                     "Cap on the content's longer side; larger contents are downscaled.")
-flags.DEFINE_integer("style_size", D["style_size"].default, "The style's longer side.")
-flags.DEFINE_integer("max_swap_entries", D["max_swap_entries"].default,
-                     "Largest chunk of the style-swap correlation volume held at once (floats).")
+define_stylize_flags()
 flags.DEFINE_boolean("save_attention", False,
                      "Also write the attention map as OUT_attention.png (and OUT_mask.png).")
 
@@ -54,8 +34,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     try:
-        options = StylizeOptions(**{f.name: FLAGS[f.name].value
-                                    for f in dataclasses.fields(StylizeOptions)})
+        options = stylize_options_from_flags()
     except ValueError as err:
         raise app.UsageError(str(err)) from err
     for flag in ("content", "style"):

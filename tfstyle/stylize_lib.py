@@ -108,6 +108,69 @@ def to_uint8(x) -> np.ndarray:
     return np.clip(np.rint(np.asarray(x)), 0, 255).astype(np.uint8)
 
 
+@dataclass
+class StyleBank:
+    """What one style image contributes to a stylization (steps 3, 4 and 6 for the style):
+    its colouring transform E_s diag(d_s^1/2) E_s^T [C, C] and mean mu_s [C], and its
+    whitened feature map resized for each style-swap scale, coarse to fine."""
+
+    colour_transform: tf.Tensor
+    mean: tf.Tensor
+    pyramid: list
+
+
+def style_bank(style_features, strokes: int = 4, patch_size: int = 5) -> StyleBank:
+    """The StyleBank of a style's bottleneck features [Hs, Ws, C] (eigen-decompositions in
+    float64)."""
+    transform, mean = wct.colouring(style_features)
+    pyramid = wct.style_pyramid(wct.whiten(style_features), wct.stroke_scales(strokes),
+                                patch_size)
+    return StyleBank(transform, mean, pyramid)
+
+
+@dataclass
+class StyledFeatures:
+    blended: tf.Tensor     # [h, w, C]: alpha f_cs + (1 - alpha) A_c, the decoder's input
+    content: tf.Tensor     # [h, w, C]: A_c, the attended content features
+    attention: tf.Tensor   # [h, w] in [0, 1]: the attention map (zeros without attention)
+    weights: tf.Tensor     # [h, w, k]: fusion weights
+    centroids: tf.Tensor   # [k]: k-means centroids of the attention map
+
+
+def stylize_features(model: AttentionAutoencoder, content_features, bank: StyleBank,
+                     options: StylizeOptions, whitening: str = "eigh") -> StyledFeatures:
+    """Steps 1-6 of the module docstring for one content's bottleneck features
+    [1, h, w, C], in TensorFlow operations that also trace into a graph (the exported
+    models): attention, whitening (`whitening`: "eigh", or "newton_schulz" for builtin
+    LiteRT operators only), multi-scale style swap, fusion, colouring and the blend."""
+    a_c, out_c = model.attend(content_features, training=False)
+    a_c = a_c[0]
+    if out_c is None:
+        attention = tf.zeros(tf.shape(a_c)[:2])
+    else:
+        attention = wct.attention_map(out_c[0])
+    content_hat = wct.whiten(a_c, method=whitening)
+    strokes = wct.swap_strokes(content_hat, bank.pyramid, options.patch_size,
+                               options.max_swap_entries)
+    fused, weights, centroids = wct.multi_stroke_fusion(strokes, attention, options.theta)
+    f_cs = tf.reshape(tf.matmul(tf.reshape(fused, [-1, tf.shape(fused)[-1]]),
+                                bank.colour_transform) + bank.mean, tf.shape(fused))
+    blended = options.alpha * f_cs + (1.0 - options.alpha) * a_c
+    return StyledFeatures(blended, a_c, attention, weights, centroids)
+
+
+def region_composite(stylized, keep, attention, region: str, mask_threshold: float = 0.5):
+    """(image, mask): `stylized` where the region's mask m holds, `keep` elsewhere;
+    m = attention >= mask_threshold ("foreground") or its complement ("background").
+    Images [H, W, 3], attention [H, W]; numpy or tensors (TensorFlow operations)."""
+    if region not in ("foreground", "background"):
+        raise ValueError(f"--region={region!r}: must be foreground or background here")
+    mask = tf.convert_to_tensor(attention) >= mask_threshold
+    if region == "background":
+        mask = tf.logical_not(mask)
+    return tf.where(mask[..., None], stylized, keep), mask
+
+
 class Stylizer:
     """Stylizes content images with a trained AttentionAutoencoder (see the module docstring)."""
 
@@ -123,66 +186,57 @@ class Stylizer:
         h, w = size
         return to_uint8(self.model.decode(features[None])[0, :h, :w].numpy())
 
-    def __call__(self, content: np.ndarray, style: np.ndarray,
-                 options: StylizeOptions | None = None) -> StylizeResult:
-        """content, style: RGB uint8 [H, W, 3] -> StylizeResult at the content's working size."""
+    def bank(self, style: np.ndarray, options: StylizeOptions | None = None) -> StyleBank:
+        """The StyleBank of a style image (RGB uint8), resized to options.style_size."""
+        o = options or StylizeOptions()
+        style = resize(style, fit_size(style.shape, o.style_size, shrink_only=False))
+        return style_bank(self._bottleneck(style)[0], o.strokes, o.patch_size)
+
+    def __call__(self, content: np.ndarray, style, options: StylizeOptions | None = None
+                 ) -> StylizeResult:
+        """content: RGB uint8 [H, W, 3]; style: RGB uint8 [Hs, Ws, 3], or the StyleBank of
+        one (`bank`) -> StylizeResult at the content's working size."""
         o = options or StylizeOptions()
         if o.region != "all" and self.model.attention == "none":
             raise ValueError(f"--region={o.region}: the model has no attention module "
                              "(attention='none'); use --region=all or a cbam/self model")
+        bank = style if isinstance(style, StyleBank) else self.bank(style, o)
         content = resize(content, fit_size(content.shape, o.max_size))
-        style = resize(style, fit_size(style.shape, o.style_size, shrink_only=False))
         size = content.shape[:2]
-
         f_c = self._bottleneck(content)
-        a_c, out_c = self.model.attend(f_c, training=False)
-        a_c = a_c[0]
-        f_s = self._bottleneck(style)[0]
-        if out_c is None:
-            attention = tf.zeros(a_c.shape[:2])
-        else:
-            attention = wct.attention_map(out_c[0])
-
-        content_hat = wct.whiten(a_c)
-        style_hat = wct.whiten(f_s)
-        scales = wct.stroke_scales(o.strokes)
+        finest = bank.pyramid[-1].shape if bank.pyramid else f_c.shape[1:]
         logging.info("style swap: content %s, style %s, %d scales; full correlation volume "
-                     "%s entries, computed in chunks of at most %s", a_c.shape[:2],
-                     f_s.shape[:2], len(scales),
-                     f"{wct.entries(a_c.shape, f_s.shape, o.patch_size):,}",
+                     "%s entries, computed in chunks of at most %s", f_c.shape[1:3],
+                     finest[:2], len(bank.pyramid),
+                     f"{wct.entries(f_c.shape[1:], finest, o.patch_size):,}",
                      f"{o.max_swap_entries:,}")
-        strokes = wct.multi_scale_style_swap(content_hat, style_hat, scales, o.patch_size,
-                                             o.max_swap_entries)
-        fused, weights, centroids = wct.multi_stroke_fusion(strokes, attention, o.theta)
-        f_cs = wct.colour(fused, f_s)
-        blended = o.alpha * f_cs + (1.0 - o.alpha) * a_c
-
-        stylized = self._decode(blended, size)
-        decoded = self._decode(a_c, size)
+        styled = stylize_features(self.model, f_c, bank, o)
+        stylized = self._decode(styled.blended, size)
+        decoded = self._decode(styled.content, size)
         padded = (size[0] + (-size[0] % self.multiple), size[1] + (-size[1] % self.multiple))
-        att_image = wct.resize_map(attention, padded).numpy()[:size[0], :size[1]]
+        att_image = wct.resize_map(styled.attention, padded).numpy()[:size[0], :size[1]]
         att_image = np.clip(att_image, 0.0, 1.0).astype(np.float32)
 
         result = StylizeResult(image=stylized, stylized=stylized, content=content,
                                content_decoded=decoded, attention=att_image, mask=None,
-                               fusion_weights=weights.numpy(), centroids=centroids.numpy())
+                               fusion_weights=styled.weights.numpy(),
+                               centroids=styled.centroids.numpy())
         return with_region(result, o.region, o.mask_threshold, o.unstylized)
 
 
 def with_region(result: StylizeResult, region: str, mask_threshold: float = 0.5,
                 unstylized: str = "decoded") -> StylizeResult:
-    """`result` with its image restricted to `region`: m = attention >= mask_threshold
-    (foreground) or its complement (background); image = stylized where m, else the content
-    decoded (or the original content). region="all" gives the stylized image, mask None."""
+    """`result` with its image restricted to `region` (`region_composite`): stylized where
+    the mask holds, else the content decoded (or the original content). region="all" gives
+    the stylized image, mask None."""
     if region == "all":
         return dataclasses.replace(result, image=result.stylized, mask=None)
     if region not in REGIONS:
         raise ValueError(f"--region={region!r}: must be one of {', '.join(REGIONS)}")
-    foreground = result.attention >= mask_threshold
-    mask = foreground if region == "foreground" else ~foreground
     keep = result.content_decoded if unstylized == "decoded" else result.content
-    image = np.where(mask[..., None], result.stylized, keep)
-    return dataclasses.replace(result, image=image, mask=mask)
+    image, mask = region_composite(result.stylized, keep, result.attention, region,
+                                   mask_threshold)
+    return dataclasses.replace(result, image=image.numpy(), mask=mask.numpy())
 
 
 def attention_image(attention: np.ndarray) -> np.ndarray:

@@ -9,7 +9,11 @@ Whitening and colouring (Li et al. 2017, "universal style transfer")
     whiten:  f_hat = X E diag(d^-1/2) E^T          -> cov(f_hat) = I (on the kept subspace)
     colour:  f_cs  = f_hat E_s diag(d_s^1/2) E_s^T + mu_s
                                                  -> cov(f_cs) = Sigma_s, mean(f_cs) = mu_s
-    The decompositions run in float64.
+    The decompositions run in float64 (`tf.linalg.eigh`). `whiten(..., method=
+    "newton_schulz")` instead iterates Newton-Schulz (coupled, on Sigma / ||Sigma||_F) to
+    Sigma^-1/2 in float32 with matrix products only, for graphs that must convert to builtin
+    LiteRT operators (no eigen-decomposition there); directions whose eigenvalues are below
+    about ||Sigma||_F * 2.25^-iterations are not fully whitened instead of being dropped.
 
 Style swap (Chen & Schmidt 2016), one scale
     P_j, j = 0..Ns-1: every p x p window of the style map (VALID, row-major order).
@@ -18,10 +22,12 @@ Style swap (Chen & Schmidt 2016), one scale
              |c| is the same for every j, so the convolution only divides by |P_j|)
     out(q)  = sum over windows (y,x) covering q of P_j*(y,x)[q - (y,x) + r] / count(q),
               r = p // 2, count(q) = number of windows covering q inside the image.
-    Memory: the correlation volume is N_content x N_style (the N^2 part). It is never built
-    whole: style patches are taken a few style rows at a time so that one chunk's volume
-    (and its kernel) holds at most ``max_entries`` floats, keeping a running max and argmax;
-    the output is then folded from the indices with p^2 gathers (no one-hot volume).
+    The correlations are one matrix product G = c_pad . s^T ([N_content_padded, N_style],
+    the N^2 part), summed along its p x p "diagonals" (`style_swap_indices`): p^2 times fewer
+    multiply-adds than convolving with the patches, and builtin LiteRT operators only. With
+    static shapes G is never built whole: content rows are taken a few at a time so that one
+    chunk holds at most ``max_entries`` floats; the output is then folded from the indices
+    with p^2 gathers (no one-hot volume).
 
 Multi-scale swap (AAMS): the whitened style map is resized by beta in 1/2, 1/sqrt2, 1 (coarse
 to fine strokes: a fixed 5x5 patch covers more of a smaller style map), giving k - 1 swapped
@@ -44,7 +50,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import numpy as np
 import tensorflow as tf
 
 #: Eigenvalues of a covariance at or below this are treated as zero (AAMS: 1e-5).
@@ -71,11 +76,43 @@ def _eigen(features):
     return mean, d, e, centred
 
 
-def whiten(features, eps: float = EIGEN_EPS) -> tf.Tensor:
+#: Newton-Schulz iterations of `whiten(..., method="newton_schulz")`.
+NEWTON_SCHULZ_ITERATIONS = 20
+WHITENING_METHODS = ("eigh", "newton_schulz")
+
+
+def inverse_sqrt_newton_schulz(cov, iterations: int = NEWTON_SCHULZ_ITERATIONS) -> tf.Tensor:
+    """Sigma^-1/2 of a symmetric positive semi-definite [C, C] (float32) by the coupled
+    Newton-Schulz iteration: A = Sigma / ||Sigma||_F, Y_0 = A, Z_0 = I,
+    T = (3 I - Z Y) / 2, Y <- Y T, Z <- T Z; Z -> A^-1/2, returned as Z / sqrt(||Sigma||_F)."""
+    cov = tf.convert_to_tensor(cov, tf.float32)
+    norm = tf.sqrt(tf.reduce_sum(tf.square(cov))) + 1e-12
+    identity = tf.eye(cov.shape[-1], dtype=tf.float32)
+    y, z = cov / norm, identity
+    for _ in range(iterations):
+        # T = 1.5 I - 0.5 Z Y, written as an addition: the LiteRT converter (TF 2.21) turns
+        # "c * I - Z Y" with a constant identity into -(c * I - Z Y).
+        t = tf.add(1.5 * identity, -0.5 * tf.matmul(z, y))
+        y, z = tf.matmul(y, t), tf.matmul(t, z)
+    return z / tf.sqrt(norm)
+
+
+def whiten(features, eps: float = EIGEN_EPS, method: str = "eigh",
+           iterations: int = NEWTON_SCHULZ_ITERATIONS) -> tf.Tensor:
     """ZCA whitening: [H, W, C] -> [H, W, C] with zero mean and identity covariance.
 
-    f_hat = (f - mu) E diag(d^-1/2) E^T, eigen-directions with d <= eps dropped.
+    "eigh": f_hat = (f - mu) E diag(d^-1/2) E^T, eigen-directions with d <= eps dropped.
+    "newton_schulz": f_hat = (f - mu) Sigma^-1/2 by `inverse_sqrt_newton_schulz` (float32).
     """
+    if method == "newton_schulz":
+        x = _flatten(features)
+        centred = x - tf.reduce_mean(x, axis=0)
+        n = tf.cast(tf.shape(x)[0], tf.float32)
+        cov = tf.matmul(centred, centred, transpose_a=True) / n
+        out = tf.matmul(centred, inverse_sqrt_newton_schulz(cov, iterations))
+        return tf.reshape(out, tf.shape(features))
+    if method != "eigh":
+        raise ValueError(f"whitening method must be one of {WHITENING_METHODS}, got {method!r}")
     _, d, e, centred = _eigen(features)
     keep = tf.cast(d > eps, tf.float64)
     inv_sqrt = keep / tf.sqrt(tf.maximum(d, eps))
@@ -113,51 +150,69 @@ def wct(content, style, alpha: float = 1.0, eps: float = EIGEN_EPS) -> tf.Tensor
 # --------------------------------------------------------------------------------------------
 
 
-def _style_rows_per_chunk(content_positions, style_cols, patch_dim, max_entries):
-    per_row = style_cols * max(content_positions, patch_dim)
-    return max(1, int(max_entries // max(1, per_row)))
+def _static_dim(tensor, axis):
+    """The static size of `tensor`'s axis, or its dynamic size (a scalar tensor)."""
+    static = tensor.shape[axis]
+    return static if static is not None else tf.shape(tensor)[axis]
+
+
+def patch_norms(style, patch_size: int = 5) -> tf.Tensor:
+    """|P_j| for every p x p window of a style map [Hs, Ws, C]: [Hs - p + 1, Ws - p + 1]."""
+    p = int(patch_size)
+    squared = tf.reduce_sum(tf.square(style), axis=-1)[None, :, :, None]
+    window = tf.nn.avg_pool2d(squared, p, 1, "VALID")[0, :, :, 0] * float(p * p)
+    return tf.sqrt(tf.maximum(window, 0.0))
 
 
 def style_swap_indices(content, style, patch_size: int = 5,
                        max_entries: int = DEFAULT_MAX_SWAP_ENTRIES) -> tf.Tensor:
     """For every content position (y, x), the index j* of the style patch with the highest
     normalised correlation with the content window centred there: int32 [Hc, Wc], indexing
-    the (Hs - p + 1) x (Ws - p + 1) style windows in row-major order.
+    the (Hs - p + 1) x (Ws - p + 1) style windows in row-major order (first maximum on ties,
+    as numpy's argmax).
 
-    Correlations are computed a few style rows at a time (see the module docstring), keeping
-    the first maximum on ties as numpy's argmax does.
+    The correlations come from one matrix product per chunk of content rows,
+    G = c_pad [Np, C] . s [Ns, C]^T viewed as [Hp, Wp, Hs, Ws], summed along its p x p
+    "diagonals": <c_(y,x), P_(u,v)> = sum_(dy,dx) G[y+dy, x+dx, u+dy, v+dx]. That is p^2 times
+    fewer multiply-adds than convolving with the patches as kernels, and needs only builtin
+    LiteRT operators (matmul, strided slices, argmax). With static shapes the content rows are
+    taken a few at a time so a chunk holds at most ``max_entries`` floats of G; with a dynamic
+    content size (a served model) all rows are one chunk, bounded by the caller's size policy.
     """
     content = tf.convert_to_tensor(content, tf.float32)
     style = tf.convert_to_tensor(style, tf.float32)
-    p = int(patch_size)
-    hc, wc, channels = content.shape
-    hs, ws, _ = style.shape
-    if hs < p or ws < p:
+    if content.shape.rank != 3 or style.shape.rank != 3:
+        raise ValueError(f"expected feature maps [H, W, C], got {content.shape} and {style.shape}")
+    p, r = int(patch_size), int(patch_size) // 2
+    hc, wc = _static_dim(content, 0), _static_dim(content, 1)
+    hs, ws = _static_dim(style, 0), _static_dim(style, 1)
+    channels = content.shape[-1]
+    if isinstance(hs, int) and isinstance(ws, int) and (hs < p or ws < p):
         raise ValueError(f"style map {hs}x{ws} is smaller than the {p}x{p} patch")
-    if hc <= p // 2 or wc <= p // 2:
+    if isinstance(hc, int) and isinstance(wc, int) and (hc <= r or wc <= r):
         raise ValueError(f"content map {hc}x{wc} is too small for {p}x{p} patches: use a "
                          "larger content image or a smaller --patch_size")
-    r = p // 2
-    padded = tf.pad(content, [[r, p - 1 - r], [r, p - 1 - r], [0, 0]], mode="REFLECT")[None]
+    padded = tf.pad(content, [[r, p - 1 - r], [r, p - 1 - r], [0, 0]], mode="REFLECT")
     rows, cols = hs - p + 1, ws - p + 1
-    step = _style_rows_per_chunk(hc * wc, cols, p * p * channels, max_entries)
-    best_val = tf.fill([hc, wc], -np.inf)
-    best_idx = tf.zeros([hc, wc], tf.int32)
-    for top in range(0, rows, step):
-        n_rows = min(step, rows - top)
-        band = style[top:top + n_rows + p - 1][None]
-        patches = tf.image.extract_patches(band, [1, p, p, 1], [1, 1, 1, 1], [1, 1, 1, 1],
-                                           "VALID")  # [1, n_rows, cols, p*p*C]
-        patches = tf.reshape(patches, [n_rows * cols, p, p, channels])
-        norms = tf.sqrt(tf.reduce_sum(tf.square(patches), axis=[1, 2, 3]))
-        kernel = tf.transpose(patches / (norms[:, None, None, None] + 1e-7), [1, 2, 3, 0])
-        scores = tf.nn.conv2d(padded, kernel, 1, "VALID")[0]  # [Hc, Wc, n_rows * cols]
-        val = tf.reduce_max(scores, axis=-1)
-        idx = tf.cast(tf.argmax(scores, axis=-1), tf.int32) + top * cols
-        better = val > best_val
-        best_val = tf.where(better, val, best_val)
-        best_idx = tf.where(better, idx, best_idx)
-    return best_idx
+    inv_norms = 1.0 / (patch_norms(style, p) + 1e-7)
+    style_flat = tf.reshape(style, [-1, channels])
+
+    def chunk(top, n_rows):
+        band = padded[top:top + n_rows + p - 1]
+        gram = tf.matmul(tf.reshape(band, [-1, channels]), style_flat, transpose_b=True)
+        gram = tf.reshape(gram, tf.stack([n_rows + p - 1, wc + p - 1, hs, ws]))
+        scores = 0.0
+        for dy in range(p):
+            for dx in range(p):
+                scores += gram[dy:dy + n_rows, dx:dx + wc, dy:dy + rows, dx:dx + cols]
+        scores = tf.reshape(scores * inv_norms, tf.stack([n_rows, wc, rows * cols]))
+        return tf.cast(tf.argmax(scores, axis=-1), tf.int32)
+
+    if not all(isinstance(d, int) for d in (hc, wc, hs, ws)):
+        return chunk(0, hc)
+    per_row = (wc + p - 1) * hs * ws
+    step = max(1, int(max_entries // max(1, per_row)) - (p - 1))
+    return tf.concat([chunk(top, min(step, hc - top)) for top in range(0, hc, step)], axis=0)
 
 
 def fold_patches(style, indices, patch_size: int = 5) -> tf.Tensor:
@@ -165,21 +220,20 @@ def fold_patches(style, indices, patch_size: int = 5) -> tf.Tensor:
     the overlaps: [Hs, Ws, C] x int [Hc, Wc] -> [Hc, Wc, C] (the transposed convolution of a
     one-hot volume with the raw patches, divided by the overlap count, done by p^2 gathers)."""
     style = tf.convert_to_tensor(style, tf.float32)
+    indices = tf.convert_to_tensor(indices, tf.int32)
     p, r = int(patch_size), int(patch_size) // 2
-    cols = style.shape[1] - p + 1
-    hc, wc = indices.shape
+    cols = _static_dim(style, 1) - p + 1
     top, left = indices // cols, indices % cols
-    canvas = tf.zeros([hc + p - 1, wc + p - 1, style.shape[-1]])
+    ones = tf.ones_like(indices, tf.float32)[..., None]
+    canvas = count = 0.0
     for dy in range(p):
         for dx in range(p):
+            pad = [[dy, p - 1 - dy], [dx, p - 1 - dx], [0, 0]]
             values = tf.gather_nd(style, tf.stack([top + dy, left + dx], axis=-1))
-            canvas += tf.pad(values, [[dy, p - 1 - dy], [dx, p - 1 - dx], [0, 0]])
-    ones = np.zeros((hc + p - 1, wc + p - 1), np.float32)
-    for dy in range(p):
-        for dx in range(p):
-            ones[dy:dy + hc, dx:dx + wc] += 1.0
-    count = ones[r:r + hc, r:r + wc, None]
-    return canvas[r:r + hc, r:r + wc] / count
+            canvas += tf.pad(values, pad)
+            count += tf.pad(ones, pad)
+    hc, wc = _static_dim(indices, 0), _static_dim(indices, 1)
+    return (canvas / count)[r:r + hc, r:r + wc]
 
 
 def style_swap(content, style, patch_size: int = 5,
@@ -198,21 +252,34 @@ def stroke_scales(strokes: int) -> list[float]:
     return [2.0 ** (-(strokes - 2 - i) / 2.0) for i in range(strokes - 1)]
 
 
-def multi_scale_style_swap(content, style, scales: Sequence[float], patch_size: int = 5,
-                           max_entries: int = DEFAULT_MAX_SWAP_ENTRIES) -> list[tf.Tensor]:
-    """Whitened content [Hc, Wc, C] swapped against the whitened style map resized
-    (bilinearly) by each beta in `scales` (at least p x p), coarse to fine, followed by the
-    content itself: a list of len(scales) + 1 maps [Hc, Wc, C]."""
+def style_pyramid(style, scales: Sequence[float], patch_size: int = 5) -> list[tf.Tensor]:
+    """The style map [Hs, Ws, C] resized (bilinearly) by each beta in `scales`, each side at
+    least p: the maps the content is swapped against, coarse to fine."""
     style = tf.convert_to_tensor(style, tf.float32)
     hs, ws = style.shape[:2]
     out = []
     for beta in scales:
         size = [max(patch_size, int(round(hs * beta))), max(patch_size, int(round(ws * beta)))]
-        scaled = tf.image.resize(style[None], size, method="bilinear")[0] \
-            if size != [hs, ws] else style
-        out.append(style_swap(content, scaled, patch_size, max_entries))
-    out.append(tf.convert_to_tensor(content, tf.float32))
+        out.append(tf.image.resize(style[None], size, method="bilinear")[0]
+                   if size != [hs, ws] else style)
     return out
+
+
+def swap_strokes(content, pyramid: Sequence, patch_size: int = 5,
+                 max_entries: int = DEFAULT_MAX_SWAP_ENTRIES) -> list[tf.Tensor]:
+    """Whitened content [Hc, Wc, C] swapped against each map of a `style_pyramid`, followed
+    by the content itself: len(pyramid) + 1 strokes [Hc, Wc, C], coarsest first."""
+    content = tf.convert_to_tensor(content, tf.float32)
+    return [style_swap(content, s, patch_size, max_entries) for s in pyramid] + [content]
+
+
+def multi_scale_style_swap(content, style, scales: Sequence[float], patch_size: int = 5,
+                           max_entries: int = DEFAULT_MAX_SWAP_ENTRIES) -> list[tf.Tensor]:
+    """Whitened content [Hc, Wc, C] swapped against the whitened style map resized by each
+    beta in `scales`, coarse to fine, followed by the content itself: a list of
+    len(scales) + 1 maps [Hc, Wc, C]."""
+    return swap_strokes(content, style_pyramid(style, scales, patch_size), patch_size,
+                        max_entries)
 
 
 # --------------------------------------------------------------------------------------------
@@ -282,7 +349,9 @@ def entries(content_shape, style_shape, patch_size: int = 5) -> int:
 
 
 __all__ = ["EIGEN_EPS", "DEFAULT_MAX_SWAP_ENTRIES", "whiten", "colouring", "colour", "wct",
-           "style_swap_indices", "fold_patches", "style_swap", "stroke_scales",
+           "NEWTON_SCHULZ_ITERATIONS", "WHITENING_METHODS",
+           "inverse_sqrt_newton_schulz", "patch_norms", "style_swap_indices", "fold_patches",
+           "style_swap", "stroke_scales", "style_pyramid", "swap_strokes",
            "multi_scale_style_swap", "attention_map", "kmeans_1d", "fusion_weights",
            "multi_stroke_fusion", "resize_map", "entries"]
 

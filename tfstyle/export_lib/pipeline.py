@@ -19,6 +19,7 @@ written.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import io
@@ -29,11 +30,19 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from tfstyle.export_lib import checks, serving, tflite
 from tfstyle.export_lib.checks import ExportError
+
+if TYPE_CHECKING:
+    from tfstyle.stylize_lib import StylizeOptions
+
+#: LiteRT variants of a style-transfer model unless asked otherwise: full int8 quantizes the
+#: whitening's matrix products too and is refused by its agreement check (docs/export.md).
+STYLIZER_VARIANTS = ("float32", "float16", "dynamic")
 
 MODELS_JSON_FORMAT = "tfstyle.litert_models"
 MODELS_JSON_VERSION = 1
@@ -45,6 +54,14 @@ def sanitize(name: str) -> str:
     if not cleaned:
         raise ValueError(f"{name!r} has no letters or digits to make a model name from")
     return cleaned
+
+
+def style_spec(spec: str) -> tuple[str, str]:
+    """'NAME=PATH' or 'PATH' (named by the file's stem) -> (name, path)."""
+    name, sep, path = spec.partition("=")
+    if not sep:
+        name, path = Path(spec).stem, spec
+    return name, path
 
 
 def model_name(prefix: str, direction: str) -> str:
@@ -65,7 +82,7 @@ class ExportOptions:
     serving_max_pixels: int | None = None       # lowered to a DA generator's attention limit
     serving_oversize: str = "resize"
     batching: dict | None = None
-    tflite: tuple[str, ...] = tflite.VARIANTS
+    tflite: tuple[str, ...] | None = None       # default: per kind (`variants`)
     tflite_size: int = 256
     calibration_images: int = 100
     check_images: int = 4
@@ -73,16 +90,31 @@ class ExportOptions:
     min_psnr: dict = field(default_factory=dict)  # overrides of checks.DEFAULT_MIN_PSNR
     latency_runs: int = 10
     num_threads: int | None = None              # LiteRT threads; default: all cores
+    styles: tuple[str, ...] = ()                # style images to bake in (NAME=PATH or PATH)
+    stylize: StylizeOptions | None = None       # the stylization; default StylizeOptions()
 
-    def thresholds(self) -> dict:
+    def variants(self, kind: str) -> tuple[str, ...]:
+        """The LiteRT variants made for a target of `kind` ("generator" or "stylizer"):
+        `tflite`, or when it is None every variant for generators and STYLIZER_VARIANTS for
+        stylizers."""
+        if self.tflite is not None:
+            return tuple(self.tflite)
+        return tflite.VARIANTS if kind == "generator" else STYLIZER_VARIANTS
+
+    def thresholds(self, kind: str = "generator") -> dict:
+        """Minimum PSNR per artifact kind for a target of `kind` ("generator": checks.
+        DEFAULT_MIN_PSNR, "stylizer": checks.DEFAULT_MIN_PSNR_STYLIZER), with min_psnr's
+        overrides (which apply to both)."""
         unknown = set(self.min_psnr) - set(checks.DEFAULT_MIN_PSNR)
         if unknown:
             raise ValueError(f"min_psnr has unknown artifact kinds {sorted(unknown)}; "
                              f"known: {sorted(checks.DEFAULT_MIN_PSNR)}")
-        return {**checks.DEFAULT_MIN_PSNR, **{k: float(v) for k, v in self.min_psnr.items()}}
+        defaults = checks.DEFAULT_MIN_PSNR if kind == "generator" else \
+            checks.DEFAULT_MIN_PSNR_STYLIZER
+        return {**defaults, **{k: float(v) for k, v in self.min_psnr.items()}}
 
     def validate(self) -> None:
-        bad = set(self.tflite) - set(tflite.VARIANTS)
+        bad = set(self.tflite or ()) - set(tflite.VARIANTS)
         if bad:
             raise ValueError(f"unknown TFLite variants {sorted(bad)}; known: {tflite.VARIANTS}")
         if self.tflite_size % 4 or self.tflite_size < 16:
@@ -97,6 +129,9 @@ class ExportOptions:
                 raise ValueError(f"{name} must be at least 1, got {value}")
         serving.SizePolicy(self.serving_max_side, self.serving_max_pixels, self.serving_oversize)
         self.thresholds()
+        names = [sanitize(style_spec(spec)[0]) for spec in self.styles]
+        if len(set(names)) != len(names):
+            raise ValueError(f"two styles have the same name: {names}; name them NAME=PATH")
 
 
 def _now() -> str:
@@ -137,64 +172,198 @@ def serving_check_images(images, policy: serving.SizePolicy) -> list[np.ndarray]
     return out
 
 
+@dataclass
+class Target:
+    """One exported model: a generator direction, or the auto-encoder with one style.
+
+    `model` has the generators' contract ([B, H, W, 3] in [-1, 1] -> the same) and is the
+    reference every artifact is compared with; LiteRT files are converted from `lite_model`
+    (the same model, or one that needs only builtin operators)."""
+
+    name: str                     # TF Serving / file name
+    kind: str                     # "generator" | "stylizer"
+    direction: str                # AtoB, BtoA, or the style's name
+    source_domain: str            # A, B, or "content"
+    target_domain: str            # B, A, or the style's name
+    model: object
+    lite_model: object
+    images: list                  # check images (RGB uint8)
+    folder: Path                  # where they came from
+    calibration: Callable         # (n, size) -> (float32 [n, size, size, 3], folder)
+    policy: serving.SizePolicy
+    source: dict                  # what the model was trained as (for the records)
+    variants: tuple = ()          # LiteRT variants to make
+    per_image: bool = False       # serving_default maps over the batch one image at a time
+
+
+def _generator_targets(model_dir: Path, options: ExportOptions) -> list[Target]:
+    """The CycleGAN generators of MODEL_DIR/generators (none if there are none)."""
+    from tfstyle import inference
+
+    info_path = inference.generators_dir(model_dir) / "info.json"
+    if not info_path.is_file():
+        if options.directions:
+            raise ExportError(f"{model_dir} has no generators/ (train with python -m "
+                              "train.cyclegan), so --directions has nothing to export")
+        return []
+    info = inference.load_info(model_dir)
+    dataroot = options.dataroot or info.get("dataroot")
+    if not dataroot or not Path(dataroot).is_dir():
+        raise ExportError(
+            f"training data root {dataroot!r} (info.json's dataroot) is not a directory: "
+            "pass --dataroot=<folder with trainA/ trainB/ [testA/ testB/]> for the check "
+            "and calibration images")
+    dataroot = Path(dataroot)
+    available = [d for d in inference.DIRECTIONS
+                 if (inference.generators_dir(model_dir) / f"{d}.keras").is_file()]
+    directions = list(options.directions or available)
+    missing = [d for d in directions if d not in available]
+    if missing or not directions:
+        raise ExportError(f"{model_dir} has no generator for {missing or 'any direction'}"
+                          f" (found: {available})")
+    variants = options.variants("generator")
+    for d in directions:
+        domain = checks.SOURCE_DOMAIN[d]
+        if not checks.image_folders(dataroot, domain):
+            raise ExportError(
+                f"{dataroot} has no images in test{domain}/ or train{domain}/ to check "
+                f"the {d} generator against (pass --dataroot=<training data root>)")
+        if "int8" in variants and not checks.image_folders(dataroot, domain, ("train",)):
+            raise ExportError(
+                f"{dataroot}/train{domain} holds no images to calibrate the int8 {d} "
+                "model (pass --dataroot=<training data root>, or leave int8 out of --tflite)")
+    prefix = options.name or model_dir.resolve().name
+    keys = ("block", "ngf", "n_blocks", "crop_size", "load_size", "step", "epoch")
+    source = {"model_dir": str(model_dir.resolve()), "dataroot": str(dataroot),
+              **{k: info[k] for k in keys if k in info}}
+    targets = []
+    for d in directions:
+        generator = inference.load_generator(model_dir, d)
+        domain = checks.SOURCE_DOMAIN[d]
+        images, folder = checks.evaluation_images(dataroot, domain, options.check_images)
+        policy = serving.policy_for(generator, options.serving_max_side,
+                                    options.serving_max_pixels, options.serving_oversize)
+        targets.append(Target(
+            name=model_name(prefix, d), kind="generator", direction=d, source_domain=domain,
+            target_domain="B" if domain == "A" else "A", model=generator,
+            lite_model=generator, images=images, folder=folder,
+            calibration=lambda n, size, domain=domain: checks.calibration_images(
+                dataroot, domain, n, size),
+            policy=policy, source=source, variants=variants,
+            per_image=serving.attention_pixel_limit(generator) is not None))
+    return targets
+
+
+def _content_folder(model_dir: Path, info: dict, options: ExportOptions) -> Path:
+    """Where an auto-encoder's check and calibration images come from: --dataroot, else the
+    training's content_dir (the synthetic demo scenes under MODEL_DIR for "synthetic")."""
+    folder = options.dataroot or info.get("content_dir")
+    if folder == "synthetic":
+        folder = model_dir / "synthetic_data"
+    if not folder or not Path(folder).is_dir():
+        raise ExportError(
+            f"content folder {str(folder)!r} (the auto-encoder's content_dir) is not a "
+            "directory: pass --dataroot=<folder of content images> for the check and "
+            "calibration images")
+    return Path(folder)
+
+
+def _stylizer_targets(model_dir: Path, options: ExportOptions) -> list[Target]:
+    """The auto-encoder of MODEL_DIR/autoencoder with each of options.styles baked in (none
+    if there is no auto-encoder)."""
+    from tfstyle.attention_models import autoencoder_dir, load_autoencoder
+    from tfstyle.autoencoder import list_content_images
+    from tfstyle.export_lib import stylizer
+    from tfstyle.images import ImageError, read_image
+    from tfstyle.stylize_lib import StylizeOptions
+    from tfstyle.wct import NEWTON_SCHULZ_ITERATIONS
+
+    if not (autoencoder_dir(model_dir) / "info.json").is_file():
+        if options.styles:
+            raise ExportError(f"{model_dir} has no autoencoder/ (train with python -m "
+                              "train.autoencoder), so --styles has nothing to stylize with")
+        return []
+    if not options.styles:
+        raise ExportError(
+            f"{autoencoder_dir(model_dir)} holds a style-transfer auto-encoder: pass "
+            "--styles=NAME=IMAGE[,...] with the style images to bake into the exported models")
+    autoencoder, info = load_autoencoder(model_dir)
+    folder = _content_folder(model_dir, info, options)
+    paths = list_content_images(folder)
+    images, _ = checks.read_some(paths, options.check_images)
+    if not images:
+        raise ExportError(f"no readable content images in {folder} to check the stylizers "
+                          "against (pass --dataroot=<folder of content images>)")
+
+    def calibration(n, size):
+        picked, _ = checks.read_some(paths, n)
+        return np.stack([checks.center_square(im, size) for im in picked]).astype(
+            np.float32), folder
+
+    stylize = options.stylize or StylizeOptions()
+    prefix = options.name or model_dir.resolve().name
+    keys = ("cut", "attention", "width", "step", "vgg_weights", "crop_size")
+    targets = []
+    for spec in options.styles:
+        style_name, path = style_spec(spec)
+        try:
+            style = read_image(path)
+        except (ImageError, FileNotFoundError) as err:
+            raise ExportError(f"--styles: {err}") from err
+        reference, lite = stylizer.fixed_style_models(autoencoder, style, stylize)
+        policy = serving.SizePolicy(
+            max_side=min(options.serving_max_side, stylize.max_size),
+            max_pixels=min(options.serving_max_pixels or reference.pixel_limit(),
+                           reference.pixel_limit()),
+            oversize=options.serving_oversize)
+        name = sanitize(style_name)
+        targets.append(Target(
+            name=model_name(prefix, name), kind="stylizer", direction=name,
+            source_domain="content", target_domain=name, model=reference, lite_model=lite,
+            images=images, folder=folder, calibration=calibration, policy=policy,
+            source={"model_dir": str(model_dir.resolve()), "style_image": str(Path(path)),
+                    "stylize": dataclasses.asdict(stylize),
+                    "litert_whitening": f"newton_schulz x{NEWTON_SCHULZ_ITERATIONS}",
+                    **{k: info[k] for k in keys if k in info}},
+            variants=options.variants("stylizer"), per_image=True))
+    return targets
+
+
 class _Exporter:
     def __init__(self, model_dir, out_dir, options: ExportOptions, log):
-        from tfstyle import inference
-
-        self.inference = inference
         self.model_dir = Path(model_dir)
         self.out = Path(out_dir)
         self.options = options
         self.log = log
-        self.thresholds = options.thresholds()
-        self.info = inference.load_info(model_dir)
-        dataroot = options.dataroot or self.info.get("dataroot")
-        if not dataroot or not Path(dataroot).is_dir():
-            raise ExportError(
-                f"training data root {dataroot!r} (info.json's dataroot) is not a directory: "
-                "pass --dataroot=<folder with trainA/ trainB/ [testA/ testB/]> for the check "
-                "and calibration images")
-        self.dataroot = Path(dataroot)
-        available = [d for d in inference.DIRECTIONS
-                     if (inference.generators_dir(model_dir) / f"{d}.keras").is_file()]
-        self.directions = list(options.directions or available)
-        missing = [d for d in self.directions if d not in available]
-        if missing or not self.directions:
-            raise ExportError(f"{self.model_dir} has no generator for {missing or 'any direction'}"
-                              f" (found: {available})")
-        for d in self.directions:
-            domain = checks.SOURCE_DOMAIN[d]
-            if not checks.image_folders(self.dataroot, domain):
-                raise ExportError(
-                    f"{self.dataroot} has no images in test{domain}/ or train{domain}/ to check "
-                    f"the {d} generator against (pass --dataroot=<training data root>)")
-            if "int8" in options.tflite and not checks.image_folders(
-                    self.dataroot, domain, ("train",)):
-                raise ExportError(
-                    f"{self.dataroot}/train{domain} holds no images to calibrate the int8 {d} "
-                    "model (pass --dataroot=<training data root>, or leave int8 out of --tflite)")
-        prefix = options.name or self.model_dir.resolve().name
-        self.names = {d: model_name(prefix, d) for d in self.directions}
+        self.thresholds = {kind: options.thresholds(kind) for kind in ("generator", "stylizer")}
+        self.targets = (_generator_targets(self.model_dir, options)
+                        + _stylizer_targets(self.model_dir, options))
+        if not self.targets:
+            raise ExportError(f"{self.model_dir} holds no trained model: neither generators/ "
+                              "(python -m train.cyclegan) nor autoencoder/ "
+                              "(python -m train.autoencoder)")
         self.versions = {}
         if options.serving:
-            for d in self.directions:
-                base = self.out / "serving" / self.names[d]
+            for t in self.targets:
+                base = self.out / "serving" / t.name
                 version = options.version or serving.next_version(base)
                 if (base / str(version)).exists() and not options.overwrite:
                     raise ExportError(
                         f"{base / str(version)} exists: pass another --version, or --overwrite")
-                self.versions[d] = version
+                self.versions[t.name] = version
         self.artifacts: list[dict] = []
         self.size = options.tflite_size
 
     # -- helpers --------------------------------------------------------------------------
-    def _record(self, entry: dict, value: float | None, threshold: float, reason: str = ""):
+    def _record(self, target: Target, entry: dict, value: float | None, threshold: float,
+                reason: str = ""):
         if not reason and value is not None and value < threshold:
-            reason = f"PSNR {value:.2f} dB against the Keras generator is below {threshold:g} dB"
+            reference = "Keras generator" if target.kind == "generator" else "Keras stylizer"
+            reason = f"PSNR {value:.2f} dB against the {reference} is below {threshold:g} dB"
         entry.update(status="refused" if reason else "ok", threshold_db=threshold)
         if reason:
             entry["reason"] = reason
-        entry["source"] = self._source()
+        entry["source"] = target.source
         self.artifacts.append(entry)
         label = entry["artifact"]
         if reason:
@@ -203,48 +372,50 @@ class _Exporter:
             self.log(f"ok {label}: PSNR {value:.2f} dB (min {threshold:g} dB)")
         return not reason
 
+    def _entry(self, target: Target, artifact: str, kind: str, variant: str, path) -> dict:
+        return {"artifact": artifact, "kind": kind, "variant": variant,
+                "model_name": target.name, "model_kind": target.kind,
+                "direction": target.direction, "source_domain": target.source_domain,
+                "target_domain": target.target_domain,
+                "path": str(Path(path).relative_to(self.out))}
+
     # -- SavedModel -----------------------------------------------------------------------
-    def export_serving(self, direction, generator, reference, images, folder):
-        opts = self.options
-        name, version = self.names[direction], self.versions[direction]
+    def export_serving(self, target: Target, reference):
+        name, version = target.name, self.versions[target.name]
         base = self.out / "serving" / name
         base.mkdir(parents=True, exist_ok=True)
         final = base / str(version)
         tmp = base / f".tmp-{version}-{os.getpid()}"
         if tmp.exists():
             shutil.rmtree(tmp)
-        policy = serving.policy_for(generator, opts.serving_max_side, opts.serving_max_pixels,
-                                    opts.serving_oversize)
         self.log(f"writing SavedModel {name} version {version} ...")
         try:
-            self._write_and_check_savedmodel(direction, generator, reference, images, folder,
-                                             policy, tmp, final)
+            self._write_and_check_savedmodel(target, reference, tmp, final)
         finally:
             if tmp.exists():  # refused, or an error on the way: nothing half-written stays
                 shutil.rmtree(tmp, ignore_errors=True)
 
-    def _write_and_check_savedmodel(self, direction, generator, reference, images, folder,
-                                    policy, tmp, final):
+    def _write_and_check_savedmodel(self, target: Target, reference, tmp, final):
         opts = self.options
-        name, version = self.names[direction], self.versions[direction]
-        serving.write_savedmodel(generator, tmp, policy)
+        version = self.versions[target.name]
+        serving.write_savedmodel(target.model, tmp, target.policy, per_image=target.per_image)
         loaded = serving.LoadedSavedModel(tmp)
-        check = serving_check_images(images, policy)
+        check = serving_check_images(target.images, target.policy)
         refs = [reference(im) for im in check]
         pixels = checks.agreement([loaded.translate_pixels(im[None])[0] for im in check], refs)
         encoded = loaded.translate_bytes([_encode_png(im) for im in check])
         png = checks.agreement([_decode_png(b) for b in encoded], [np.rint(r) for r in refs])
         worst = min(pixels["psnr_db"], png["psnr_db"])
-        probe = np.asarray(checks.center_square(images[0], self.size), np.float32)
+        probe = np.asarray(checks.center_square(target.images[0], self.size), np.float32)
         probe_png = _encode_png(probe.astype(np.uint8))
         latency = checks.measure_latency(lambda: loaded.translate_pixels(probe[None]),
                                          opts.latency_runs)
         latency_bytes = checks.measure_latency(lambda: loaded.translate_bytes([probe_png]),
                                                opts.latency_runs)
-        entry = {
-            "artifact": f"serving/{name}/{version}", "kind": "savedmodel",
-            "variant": "savedmodel", "model_name": name, "direction": direction,
-            "version": version, "path": str(final.relative_to(self.out)),
+        entry = self._entry(target, f"serving/{target.name}/{version}", "savedmodel",
+                            "savedmodel", final)
+        entry.update({
+            "version": version,
             "size_bytes": serving.directory_size(tmp),
             "signatures": {
                 serving.SERVING_DEFAULT: {
@@ -253,62 +424,57 @@ class _Exporter:
                 serving.TRANSLATE_BYTES: {
                     "inputs": {serving.BYTES_INPUT: "string [-1] JPEG/PNG/GIF/BMP"},
                     "outputs": {serving.BYTES_OUTPUT: "string [-1] PNG"}}},
-            "size_policy": policy.as_dict(),
+            "size_policy": target.policy.as_dict(),
             "agreement": {"reference": "keras", "metric": "psnr_db", "psnr_db": worst,
                           serving.SERVING_DEFAULT: pixels, serving.TRANSLATE_BYTES: png,
-                          "image_folder": str(folder)},
+                          "image_folder": str(target.folder)},
             "latency_ms": {**latency.as_dict(), "signature": serving.SERVING_DEFAULT,
                            "input": f"1x{probe.shape[0]}x{probe.shape[1]}x3"},
             "latency_bytes_ms": {**latency_bytes.as_dict(),
                                  "signature": serving.TRANSLATE_BYTES},
-        }
-        if self._record(entry, worst, self.thresholds["savedmodel"]):
+        })
+        if self._record(target, entry, worst, self.thresholds[target.kind]["savedmodel"]):
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)
 
     # -- LiteRT ---------------------------------------------------------------------------
-    def export_tflite(self, direction, generator, reference, images, folder):
-        opts = self.options
-        name, size = self.names[direction], self.size
-        domain = checks.SOURCE_DOMAIN[direction]
-        target = (self.out / "tflite")
-        target.mkdir(parents=True, exist_ok=True)
-        check = [checks.center_square(im, size) for im in images]
+    def export_tflite(self, target: Target, reference):
+        opts, size = self.options, self.size
+        out = self.out / "tflite"
+        out.mkdir(parents=True, exist_ok=True)
+        check = [checks.center_square(im, size) for im in target.images]
         refs = list(reference(np.stack(check)))
         work = Path(tempfile.mkdtemp(prefix=".work-", dir=self.out))
         try:
             calibration = calib_folder = None
-            if "int8" in opts.tflite:
-                calibration, calib_folder = checks.calibration_images(
-                    self.dataroot, domain, opts.calibration_images, size)
+            if "int8" in target.variants:
+                calibration, calib_folder = target.calibration(opts.calibration_images, size)
             saved = {}
-            for variant in opts.tflite:
+            for variant in target.variants:
                 quantized = variant == "int8"
                 if quantized not in saved:
                     saved[quantized] = tflite.write_fixed_savedmodel(
-                        generator, size, work / ("int8" if quantized else "float"), quantized)
-                self.log(f"converting {name} to LiteRT {variant} at {size}x{size} ...")
-                self._one_variant(direction, variant, saved[quantized], calibration,
-                                  calib_folder, check, refs, folder, target)
+                        target.lite_model, size, work / ("int8" if quantized else "float"),
+                        quantized)
+                self.log(f"converting {target.name} to LiteRT {variant} at {size}x{size} ...")
+                self._one_variant(target, variant, saved[quantized], calibration,
+                                  calib_folder, check, refs, out)
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
-    def _one_variant(self, direction, variant, saved_model, calibration, calib_folder,
-                     check, refs, folder, target):
+    def _one_variant(self, target: Target, variant, saved_model, calibration, calib_folder,
+                     check, refs, out):
         opts = self.options
-        name = self.names[direction]
-        path = target / f"{name}_{variant}.tflite"
-        entry = {"artifact": f"tflite/{path.name}", "kind": "tflite", "variant": variant,
-                 "model_name": name, "direction": direction,
-                 "path": str(path.relative_to(self.out)),
+        path = out / f"{target.name}_{variant}.tflite"
+        entry = {**self._entry(target, f"tflite/{path.name}", "tflite", variant, path),
                  "file": path.name}
-        threshold = self.thresholds[variant]
+        threshold = self.thresholds[target.kind][variant]
         try:
             content = tflite.convert(saved_model, variant, calibration)
         except Exception as err:  # noqa: BLE001  (a converter error refuses this variant)
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            self._record(entry, None, threshold, f"conversion failed: {first}")
+            self._record(target, entry, None, threshold, f"conversion failed: {first}")
             path.unlink(missing_ok=True)
             return
         facts = tflite.inspect(content)
@@ -321,22 +487,29 @@ class _Exporter:
             reason = f"tensors of rank > 4: {list(facts.high_rank_tensors)[:5]}"
         value = None
         if not reason:
-            lite = tflite.LiteModel(content, variant, opts.num_threads or os.cpu_count())
-            value_agreement = checks.agreement([lite.run(c) for c in check], refs)
+            try:
+                lite = tflite.LiteModel(content, variant, opts.num_threads or os.cpu_count())
+                outputs = [lite.run(c) for c in check]
+            except (RuntimeError, ValueError) as err:  # the interpreter refuses to run it
+                first = str(err).strip().splitlines()[0] if str(err).strip() else \
+                    type(err).__name__
+                reason = f"the LiteRT interpreter failed to run it: {first}"
+        if not reason:
+            value_agreement = checks.agreement(outputs, refs)
             value = value_agreement["psnr_db"]
             lite.run(check[0])
             latency = checks.measure_latency(lite.interpreter.invoke, opts.latency_runs)
             entry.update(lite.io_description())
             entry["signature_key"] = tflite.SIGNATURE_KEY
             entry["agreement"] = {"reference": "keras", "metric": "psnr_db", **value_agreement,
-                                  "image_folder": str(folder)}
+                                  "image_folder": str(target.folder)}
             entry["latency_ms"] = {**latency.as_dict(),
                                    "threads": opts.num_threads or os.cpu_count()}
             if variant == "int8":
                 entry["calibration"] = {"images": int(len(calibration)),
                                         "folder": str(calib_folder),
                                         "input_range_anchored": [0, 255]}
-        if self._record(entry, value, threshold, reason):
+        if self._record(target, entry, value, threshold, reason):
             tmp = path.with_name(f".{path.name}.tmp")
             tmp.write_bytes(content)
             os.replace(tmp, path)
@@ -346,19 +519,17 @@ class _Exporter:
     # -- outputs --------------------------------------------------------------------------
     def run(self):
         reference_latency = {}
-        for direction in self.directions:
-            generator = self.inference.load_generator(self.model_dir, direction)
-            reference = checks.KerasReference(generator)
-            images, folder = checks.evaluation_images(
-                self.dataroot, checks.SOURCE_DOMAIN[direction], self.options.check_images)
-            self.log(f"{self.names[direction]}: checking against {len(images)} images of {folder}")
-            probe = checks.center_square(images[0], self.size).astype(np.float32)
-            reference_latency[self.names[direction]] = checks.measure_latency(
+        for target in self.targets:
+            reference = checks.KerasReference(target.model)
+            self.log(f"{target.name}: checking against {len(target.images)} images of "
+                     f"{target.folder}")
+            probe = checks.center_square(target.images[0], self.size).astype(np.float32)
+            reference_latency[target.name] = checks.measure_latency(
                 lambda: reference(probe[None]), self.options.latency_runs).as_dict()
             if self.options.serving:
-                self.export_serving(direction, generator, reference, images, folder)
-            if self.options.tflite:
-                self.export_tflite(direction, generator, reference, images, folder)
+                self.export_serving(target, reference)
+            if target.variants:
+                self.export_tflite(target, reference)
         self.write_serving_files()
         self.write_models_json()
         report = self.write_report(reference_latency)
@@ -411,11 +582,6 @@ class _Exporter:
         }
         serving.write_text_atomic(path, json.dumps(document, indent=2) + "\n")
 
-    def _source(self) -> dict:
-        keys = ("block", "ngf", "n_blocks", "crop_size", "load_size", "step", "epoch")
-        return {"model_dir": str(self.model_dir.resolve()),
-                **{k: self.info[k] for k in keys if k in self.info}}
-
     def write_report(self, reference_latency) -> dict:
         import tensorflow as tf
 
@@ -429,29 +595,28 @@ class _Exporter:
             except ValueError:
                 old = {}
             if old.get("tflite_size") == self.size:
-                ours = set(self.names.values())
+                ours = {t.name for t in self.targets}
                 artifacts += [a for a in old.get("artifacts", [])
                               if a.get("model_name") not in ours]
                 keras_latency.update({k: v for k, v in old.get("keras_latency_ms", {}).items()
                                       if k not in ours})
         report = {"created_utc": _now(), "tfstyle_version": tfstyle.__version__,
-                  "tensorflow_version": tf.__version__, "dataroot": str(self.dataroot),
-                  "tflite_size": self.size, "thresholds_db": self.thresholds,
-                  "cpu_count": os.cpu_count(), "keras_latency_ms": keras_latency,
-                  "artifacts": artifacts}
+                  "tensorflow_version": tf.__version__, "tflite_size": self.size,
+                  "thresholds_db": self.thresholds, "cpu_count": os.cpu_count(),
+                  "keras_latency_ms": keras_latency, "artifacts": artifacts}
         serving.write_text_atomic(path, json.dumps(report, indent=2, default=str) + "\n")
         return {**report, "artifacts": self.artifacts, "keras_latency_ms": reference_latency}
 
 
 def _models_json_entry(artifact: dict) -> dict:
     """One accepted LiteRT file as models.json describes it (keys in a fixed order)."""
-    source = checks.SOURCE_DOMAIN[artifact["direction"]]
     entry = {
         "file": artifact["file"],
         "model_name": artifact["model_name"],
+        "kind": artifact["model_kind"],
         "direction": artifact["direction"],
-        "source_domain": source,
-        "target_domain": "B" if source == "A" else "A",
+        "source_domain": artifact["source_domain"],
+        "target_domain": artifact["target_domain"],
         "variant": artifact["variant"],
         "size_bytes": artifact["size_bytes"],
         "sha256": artifact["sha256"],
