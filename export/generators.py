@@ -93,14 +93,19 @@ def options_from_flags():
     if FLAGS.styles and not has_autoencoder:
         usage("styles", f"{model_dir} has no autoencoder/ to stylize with")
     styles = tuple(FLAGS.styles)
+    style_names = {}
     for spec in styles:
         name, path = style_spec(spec)
         if not Path(path).is_file():
             usage("styles", f"{path} (style {name!r}) not found")
         try:
-            sanitize(name)
+            clean = sanitize(name)
         except ValueError as err:
             usage("styles", str(err))
+        if clean in style_names:
+            usage("styles", f"{style_names[clean]!r} and {spec!r} give the same model name "
+                  f"{clean!r}; name them: NAME=PATH")
+        style_names[clean] = spec
     try:
         stylize = stylize_options_from_flags()
     except ValueError as err:

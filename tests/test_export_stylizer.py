@@ -27,9 +27,9 @@ SIZE = 32
 SMALL = dict(style_size=48, strokes=3, patch_size=3)
 
 
-def tiny_autoencoder():
+def tiny_autoencoder(cut="relu3_1"):
     keras.utils.set_random_seed(0)
-    model = AttentionAutoencoder("relu3_1", "cbam", encoder_weights="random", width=0.25)
+    model = AttentionAutoencoder(cut, "cbam", encoder_weights="random", width=0.25)
     model.build((None, None, None, 3))
     last = model.decoder.steps[-1]
     kernel, bias = last.get_weights()
@@ -108,6 +108,20 @@ def test_fixed_style_model_is_the_stylization(region, unstylized):
     np.testing.assert_allclose(both[1], graph(batch[1:])[0].numpy(), atol=1e-5)
 
 
+def test_serving_pads_once_to_the_encoder_multiple():
+    """A relu4_1 model downsamples by 8: the serving graph and the check's reference pad to
+    8 (not 4 and then 8), so they give what tfstyle.stylize gives."""
+    model = tiny_autoencoder("relu4_1")
+    content = smooth_image(np.random.default_rng(4), 41, 50)
+    options = StylizeOptions(**SMALL)
+    want = Stylizer(model)(content, builtin_style_image(64, 3), options).image
+    exact, _ = fixed_style_models(model, builtin_style_image(64, 3), options)
+    assert exact.multiple == 8
+    served = serving.translate_pixels(exact, serving.SizePolicy(), content[None] * 1.0)[0]
+    assert np.abs(served.numpy() - want).max() <= 0.51
+    assert np.abs(checks.KerasReference(exact)(content) - want).max() <= 0.51
+
+
 def test_fixed_style_model_refuses_a_region_without_attention():
     keras.utils.set_random_seed(0)
     plain = AttentionAutoencoder("relu3_1", "none", encoder_weights="random", width=0.25)
@@ -150,15 +164,22 @@ def test_served_stylizer_gives_the_stylization(exported, run):
 
 def test_oversized_content_is_downscaled_within_the_swap_limit(run):
     model, _ = load_autoencoder(run["model_dir"])
-    options = StylizeOptions(max_swap_entries=20_000, **SMALL)
+    options = StylizeOptions(max_swap_entries=40_000, **SMALL)
     exact, _ = fixed_style_models(model, builtin_style_image(64, 1), options)
-    limit = exact.pixel_limit()
     hs, ws, _ = exact.style_shapes[-1]
-    side = int(np.sqrt(limit)) // 4
-    assert (side + 2) ** 2 * hs * ws <= options.max_swap_entries
-    policy = serving.SizePolicy(max_side=1024, max_pixels=limit)
-    h, w = policy.fit(300, 200)
-    assert h * w <= limit and (h, w) != (300, 200)
+    m, p = exact.multiple, options.patch_size
+    policy = serving.SizePolicy(max_side=200, max_pixels=exact.pixel_limit(200))
+    for height, width in [(300, 200), (200, 37), (1000, 1000), (64, 199)]:
+        h, w = policy.fit(height, width)
+        volume = (-(-h // m) + p - 1) * (-(-w // m) + p - 1) * hs * ws
+        assert volume <= options.max_swap_entries, (height, width, h, w)
+    assert policy.fit(300, 200) != (300, 200)
+    # Below the minimum side the served graph says so.
+    with pytest.raises(ValueError, match="minimum side"):
+        exact(np.zeros((1, 4, 40, 3), np.float32))
+    traced = tf.function(exact, input_signature=[tf.TensorSpec([None, None, None, 3])])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="minimum side"):
+        traced(np.zeros((1, 4, 40, 3), np.float32))
 
 
 @pytest.mark.parametrize("variant", ["float32", "dynamic"])
@@ -187,6 +208,10 @@ def test_cli_errors_name_the_flag(run, tmp_path):
     result = run_export_cli(f"--model_dir={run['model_dir']}", f"--out_dir={tmp_path}",
                         f"--styles={run['style']}", "--patch_size=4")
     assert result.returncode != 0 and "--patch_size" in result.stderr
+    result = run_export_cli(f"--model_dir={run['model_dir']}", f"--out_dir={tmp_path}",
+                            f"--styles={run['style']},{run['style']}")
+    assert result.returncode != 0 and "--styles" in result.stderr
+    assert "same model name" in result.stderr
     assert not list(tmp_path.iterdir())
 
 

@@ -23,8 +23,9 @@ Style swap (Chen & Schmidt 2016), one scale
     out(q)  = sum over windows (y,x) covering q of P_j*(y,x)[q - (y,x) + r] / count(q),
               r = p // 2, count(q) = number of windows covering q inside the image.
     The correlations are one matrix product G = c_pad . s^T ([N_content_padded, N_style],
-    the N^2 part), summed along its p x p "diagonals" (`style_swap_indices`): p^2 times fewer
-    multiply-adds than convolving with the patches, and builtin LiteRT operators only. With
+    the N^2 part), summed along its p x p "diagonals" (`style_swap_indices`): about p^2 / 2
+    times fewer multiply-adds than convolving with the patches, and builtin LiteRT operators
+    only. With
     static shapes G is never built whole: content rows are taken a few at a time so that one
     chunk holds at most ``max_entries`` floats; the output is then folded from the indices
     with p^2 gathers (no one-hot volume).
@@ -172,12 +173,15 @@ def style_swap_indices(content, style, patch_size: int = 5,
     as numpy's argmax).
 
     The correlations come from one matrix product per chunk of content rows,
-    G = c_pad [Np, C] . s [Ns, C]^T viewed as [Hp, Wp, Hs, Ws], summed along its p x p
-    "diagonals": <c_(y,x), P_(u,v)> = sum_(dy,dx) G[y+dy, x+dx, u+dy, v+dx]. That is p^2 times
-    fewer multiply-adds than convolving with the patches as kernels, and needs only builtin
-    LiteRT operators (matmul, strided slices, argmax). With static shapes the content rows are
-    taken a few at a time so a chunk holds at most ``max_entries`` floats of G; with a dynamic
-    content size (a served model) all rows are one chunk, bounded by the caller's size policy.
+    G[y', u', x', v'] = <c_pad[y', x'], s[u', v']>, summed along its p x p "diagonals":
+    <c_(y,x), P_(u,v)> = sum_(dy,dx) G[y+dy, u+dy, x+dx, v+dx], first over dx, then over dy
+    (2p slice-adds, each after the previous one, so that a few volume-sized tensors exist at
+    a time in any executor). That is about p^2 / 2 times fewer operations than convolving with
+    the patches as kernels, and only builtin LiteRT operators (BATCH_MATMUL, STRIDED_SLICE,
+    ADD, TRANSPOSE, ARG_MAX). With static shapes the content rows are taken a few at a time
+    so that a chunk's G holds at most ``max_entries`` floats (the partial sums are no
+    larger); with a dynamic content size (a served model) all rows are one chunk, bounded by
+    the caller's size policy.
     """
     content = tf.convert_to_tensor(content, tf.float32)
     style = tf.convert_to_tensor(style, tf.float32)
@@ -195,17 +199,22 @@ def style_swap_indices(content, style, patch_size: int = 5,
     padded = tf.pad(content, [[r, p - 1 - r], [r, p - 1 - r], [0, 0]], mode="REFLECT")
     rows, cols = hs - p + 1, ws - p + 1
     inv_norms = 1.0 / (patch_norms(style, p) + 1e-7)
-    style_flat = tf.reshape(style, [-1, channels])
-
     def chunk(top, n_rows):
-        band = padded[top:top + n_rows + p - 1]
-        gram = tf.matmul(tf.reshape(band, [-1, channels]), style_flat, transpose_b=True)
-        gram = tf.reshape(gram, tf.stack([n_rows + p - 1, wc + p - 1, hs, ws]))
-        scores = 0.0
-        for dy in range(p):
-            for dx in range(p):
-                scores += gram[dy:dy + n_rows, dx:dx + wc, dy:dy + rows, dx:dx + cols]
-        scores = tf.reshape(scores * inv_norms, tf.stack([n_rows, wc, rows * cols]))
+        band = padded[top:top + n_rows + p - 1]     # [Hb, Wp, C], Hb = n_rows + p - 1
+        # G[y', u', x', v'] = <band[y', x'], style[u', v']>            [Hb, Hs, Wp, Ws]
+        gram = tf.matmul(band[:, None], style[None], transpose_b=True)
+        # Diagonal sums, first over dx then over dy; each slice waits for the previous sum
+        # (control dependencies), so a graph holds two slices at a time, not 2p.
+        step1 = gram[:, :, :wc, :cols]                                # [Hb, Hs, Wc, cols]
+        for d in range(1, p):
+            with tf.control_dependencies([step1]):
+                step1 = step1 + gram[:, :, d:d + wc, d:d + cols]
+        step2 = step1[:n_rows, :rows]                                 # [n, rows, Wc, cols]
+        for d in range(1, p):
+            with tf.control_dependencies([step2]):
+                step2 = step2 + step1[d:d + n_rows, d:d + rows]
+        scores = tf.transpose(step2, [0, 2, 1, 3]) * inv_norms       # [n, Wc, rows, cols]
+        scores = tf.reshape(scores, tf.stack([n_rows, wc, rows * cols]))
         return tf.cast(tf.argmax(scores, axis=-1), tf.int32)
 
     if not all(isinstance(d, int) for d in (hc, wc, hs, ws)):

@@ -152,13 +152,14 @@ def calibration_images(dataroot, domain: str, n: int, size: int) -> tuple[np.nda
 class KerasReference:
     """The Keras generator as the reference: float pixels [0, 255] in, float pixels out.
 
-    Images of any size are reflection-padded to a multiple of 4 and cropped back, as
-    `tfstyle.inference.Translator` does for one tile.
+    Images of any size are reflection-padded to a multiple of 4 (of the model's `multiple`
+    if it has one) and cropped back, as `tfstyle.inference.Translator` does for one tile.
     """
 
     def __init__(self, generator):
         import tensorflow as tf
 
+        self.multiple = getattr(generator, "multiple", 4)
         self._run = tf.function(
             lambda x: generator(x, training=False),
             input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
@@ -169,7 +170,7 @@ class KerasReference:
         single = pixels.ndim == 3
         x = pixels[None] if single else pixels
         h, w = x.shape[1:3]
-        ph, pw = -h % 4, -w % 4
+        ph, pw = -h % self.multiple, -w % self.multiple
         x = (x / 127.5 - 1.0).astype(np.float32)
         if ph or pw:
             x = np.pad(x, [(0, 0), (0, ph), (0, pw), (0, 0)], mode="reflect")

@@ -311,10 +311,10 @@ def _stylizer_targets(model_dir: Path, options: ExportOptions) -> list[Target]:
         except (ImageError, FileNotFoundError) as err:
             raise ExportError(f"--styles: {err}") from err
         reference, lite = stylizer.fixed_style_models(autoencoder, style, stylize)
+        max_side = min(options.serving_max_side, stylize.max_size)
+        limit = reference.pixel_limit(max_side)
         policy = serving.SizePolicy(
-            max_side=min(options.serving_max_side, stylize.max_size),
-            max_pixels=min(options.serving_max_pixels or reference.pixel_limit(),
-                           reference.pixel_limit()),
+            max_side=max_side, max_pixels=min(options.serving_max_pixels or limit, limit),
             oversize=options.serving_oversize)
         name = sanitize(style_name)
         targets.append(Target(

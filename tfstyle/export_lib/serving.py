@@ -9,7 +9,9 @@
     Images in one batch may differ in size; each is translated on its own. TF Serving's REST
     API base64-encodes `output_bytes` because the name ends in `_bytes`.
 
-Inside, an image is padded (reflection) to a multiple of 4 and the output cropped back, so
+Inside, an image is padded (reflection) to a multiple of 4 (of the model's `multiple`
+attribute if it has one: 8 or 16 for a style-transfer model cut at relu4_1 / relu5_1, so the
+image is padded once, as `tfstyle.stylize` pads it) and the output cropped back, so
 H' x W' = H x W, except for an image over the size policy (`SizePolicy`): its longest side
 over `max_side` or its pixel count over `max_pixels` (the attention limit of a CycleDA
 generator). Such an image is downscaled, aspect kept (bilinear, antialiased; sides rounded
@@ -156,7 +158,8 @@ def translate_pixels(generator, policy: SizePolicy, images):
                 lambda: tf.image.resize(images, tf.stack([nh, nw]), method="bilinear",
                                         antialias=True),
                 lambda: images)
-    pad_h, pad_w = tf.math.floormod(-nh, 4), tf.math.floormod(-nw, 4)
+    multiple = getattr(generator, "multiple", 4)  # a stylizer's encoder: 4, 8 or 16
+    pad_h, pad_w = tf.math.floormod(-nh, multiple), tf.math.floormod(-nw, multiple)
     x = tf.pad(x / 127.5 - 1.0, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="REFLECT")
     y = generator(x, training=False)[:, :nh, :nw, :]
     return tf.clip_by_value((y + 1.0) * 127.5, 0.0, 255.0)

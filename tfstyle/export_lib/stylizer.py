@@ -21,7 +21,7 @@ operator, so the LiteRT files whiten the content with Newton-Schulz iterations
 Serving memory: the style swap's correlation volume grows with content x style positions,
 so `pixel_limit` gives the largest content whose whole volume (one chunk, the served graph
 has a dynamic size) stays within options.max_swap_entries floats; the serving size policy
-downscales larger uploads to it.
+downscales larger uploads to it. Images must be at least `min_side` on a side.
 """
 
 from __future__ import annotations
@@ -82,15 +82,24 @@ class FixedStyleTransfer(keras.Model):
         return StyleBank(tf.convert_to_tensor(self._transform), tf.convert_to_tensor(self._mean),
                          [tf.convert_to_tensor(m) for m in self._pyramid])
 
-    def pixel_limit(self) -> int:
-        """Most content pixels whose whole style-swap volume (against the finest style map)
-        fits in options.max_swap_entries floats."""
+    @property
+    def min_side(self) -> int:
+        """Smallest image side: the bottleneck must be larger than the patch radius."""
+        return self.multiple * (self.options.patch_size // 2 + 1)
+
+    def pixel_limit(self, max_side: int) -> int:
+        """Most content pixels (for images no longer than `max_side` on a side) whose whole
+        style-swap volume against the finest style map fits in options.max_swap_entries
+        floats. For an h x w image, bottleneck h' <= h/m + 1, and the volume is
+        (h' + p - 1)(w' + p - 1) Hs Ws <= (hw / m^2 + p (h + w) / m + p^2) Hs Ws, with
+        h + w <= 2 max_side."""
+        floor = self.min_side ** 2
         if not self.style_shapes:
-            return 2 ** 62
+            return max(floor, 2 * max_side * max_side)
         hs, ws, _ = self.style_shapes[-1]
-        positions = self.options.max_swap_entries / (hs * ws)
-        side = max(1.0, math.sqrt(positions) - (self.options.patch_size - 1))
-        return max(64, int(side * side) * self.multiple ** 2)
+        p, m = self.options.patch_size, self.multiple
+        positions = self.options.max_swap_entries / (hs * ws) - p * p - 2.0 * p * max_side / m
+        return max(floor, int(positions * m * m))
 
     def call(self, x, training=False):
         if x.shape[0] == 1:
@@ -103,6 +112,15 @@ class FixedStyleTransfer(keras.Model):
         o, ae = self.options, self.autoencoder
         pixels = (image + 1.0) * 127.5
         h, w = _dim(pixels, 0), _dim(pixels, 1)
+        if isinstance(h, int) and isinstance(w, int):
+            if min(h, w) < self.min_side:
+                raise ValueError(f"a {h}x{w} image is smaller than this style-transfer "
+                                 f"model's minimum side {self.min_side}")
+        else:
+            tf.debugging.Assert(tf.minimum(h, w) >= self.min_side, [
+                f"image smaller than the style-transfer model's minimum side "
+                f"{self.min_side} (encoder downsampling x (patch_size // 2 + 1)); height, "
+                "width:", h, w])
         pad_h, pad_w = -h % self.multiple, -w % self.multiple
         padded = tf.pad(pixels, [[0, pad_h], [0, pad_w], [0, 0]], mode="REFLECT")
         features = ae.encode(padded[None])[ae.cut]
