@@ -254,7 +254,9 @@ def test_multi_scale_swap_gives_k_strokes_coarse_to_fine():
     rng = np.random.default_rng(3)
     content = rng.normal(size=(6, 6, 3)).astype(np.float32)
     style = rng.normal(size=(12, 12, 3)).astype(np.float32)
-    strokes = wct.multi_scale_style_swap(content, style, wct.stroke_scales(4), 3)
+    pyramid = wct.style_pyramid(style, wct.stroke_scales(4), 3)
+    assert [m.shape[:2] for m in pyramid] == [(6, 6), (8, 8), (12, 12)]
+    strokes = wct.swap_strokes(content, pyramid, 3)
     assert len(strokes) == 4 and all(s.shape == (6, 6, 3) for s in strokes)
     np.testing.assert_array_equal(strokes[-1], content)
     np.testing.assert_allclose(strokes[-2], wct.style_swap(content, style, 3), atol=1e-6)

@@ -153,8 +153,7 @@ def stylize_features(model: AttentionAutoencoder, content_features, bank: StyleB
     strokes = wct.swap_strokes(content_hat, bank.pyramid, options.patch_size,
                                options.max_swap_entries)
     fused, weights, centroids = wct.multi_stroke_fusion(strokes, attention, options.theta)
-    f_cs = tf.reshape(tf.matmul(tf.reshape(fused, [-1, tf.shape(fused)[-1]]),
-                                bank.colour_transform) + bank.mean, tf.shape(fused))
+    f_cs = wct.apply_colouring(fused, bank.colour_transform, bank.mean)
     blended = options.alpha * f_cs + (1.0 - options.alpha) * a_c
     return StyledFeatures(blended, a_c, attention, weights, centroids)
 

@@ -131,12 +131,18 @@ def colouring(style, eps: float = EIGEN_EPS) -> tuple[tf.Tensor, tf.Tensor]:
     return tf.cast(transform, tf.float32), tf.cast(mean, tf.float32)
 
 
+def apply_colouring(whitened, transform, mean) -> tf.Tensor:
+    """f_cs = f_hat T + mu for features [H, W, C], a colouring transform T [C, C] and mean mu
+    [C] (`colouring`)."""
+    whitened = tf.convert_to_tensor(whitened, tf.float32)
+    out = tf.matmul(_flatten(whitened), transform) + mean
+    return tf.reshape(out, tf.shape(whitened))
+
+
 def colour(whitened, style, eps: float = EIGEN_EPS) -> tf.Tensor:
     """Colour whitened features [H, W, C] with the covariance and mean of `style` [Hs, Ws, C]:
     f_cs = f_hat E_s diag(d_s^1/2) E_s^T + mu_s."""
-    transform, mean = colouring(style, eps)
-    out = tf.matmul(_flatten(whitened), transform) + mean
-    return tf.reshape(out, tf.shape(whitened))
+    return apply_colouring(whitened, *colouring(style, eps))
 
 
 def wct(content, style, alpha: float = 1.0, eps: float = EIGEN_EPS) -> tf.Tensor:
@@ -190,7 +196,6 @@ def style_swap_indices(content, style, patch_size: int = 5,
     p, r = int(patch_size), int(patch_size) // 2
     hc, wc = _static_dim(content, 0), _static_dim(content, 1)
     hs, ws = _static_dim(style, 0), _static_dim(style, 1)
-    channels = content.shape[-1]
     if isinstance(hs, int) and isinstance(ws, int) and (hs < p or ws < p):
         raise ValueError(f"style map {hs}x{ws} is smaller than the {p}x{p} patch")
     if isinstance(hc, int) and isinstance(wc, int) and (hc <= r or wc <= r):
@@ -282,15 +287,6 @@ def swap_strokes(content, pyramid: Sequence, patch_size: int = 5,
     return [style_swap(content, s, patch_size, max_entries) for s in pyramid] + [content]
 
 
-def multi_scale_style_swap(content, style, scales: Sequence[float], patch_size: int = 5,
-                           max_entries: int = DEFAULT_MAX_SWAP_ENTRIES) -> list[tf.Tensor]:
-    """Whitened content [Hc, Wc, C] swapped against the whitened style map resized by each
-    beta in `scales`, coarse to fine, followed by the content itself: a list of
-    len(scales) + 1 maps [Hc, Wc, C]."""
-    return swap_strokes(content, style_pyramid(style, scales, patch_size), patch_size,
-                        max_entries)
-
-
 # --------------------------------------------------------------------------------------------
 # Attention map and multi-stroke fusion
 # --------------------------------------------------------------------------------------------
@@ -357,10 +353,9 @@ def entries(content_shape, style_shape, patch_size: int = 5) -> int:
     return hc * wc * max(0, hs - patch_size + 1) * max(0, ws - patch_size + 1)
 
 
-__all__ = ["EIGEN_EPS", "DEFAULT_MAX_SWAP_ENTRIES", "whiten", "colouring", "colour", "wct",
-           "NEWTON_SCHULZ_ITERATIONS", "WHITENING_METHODS",
-           "inverse_sqrt_newton_schulz", "patch_norms", "style_swap_indices", "fold_patches",
-           "style_swap", "stroke_scales", "style_pyramid", "swap_strokes",
-           "multi_scale_style_swap", "attention_map", "kmeans_1d", "fusion_weights",
-           "multi_stroke_fusion", "resize_map", "entries"]
-
+__all__ = ["EIGEN_EPS", "DEFAULT_MAX_SWAP_ENTRIES", "NEWTON_SCHULZ_ITERATIONS",
+           "WHITENING_METHODS", "whiten", "inverse_sqrt_newton_schulz", "colouring",
+           "apply_colouring", "colour", "wct", "patch_norms", "style_swap_indices",
+           "fold_patches", "style_swap", "stroke_scales", "style_pyramid", "swap_strokes",
+           "attention_map", "kmeans_1d", "fusion_weights", "multi_stroke_fusion", "resize_map",
+           "entries"]
