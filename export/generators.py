@@ -71,7 +71,7 @@ def options_from_flags():
     """Validated ExportOptions from the flags; app.UsageError naming the flag otherwise."""
     from tfstyle.export_lib import tflite
     from tfstyle.export_lib.checks import DEFAULT_MIN_PSNR
-    from tfstyle.export_lib.pipeline import ExportOptions, sanitize, style_spec
+    from tfstyle.export_lib.pipeline import ExportOptions, parse_styles, sanitize
 
     def usage(flag, message):
         raise app.UsageError(f"--{flag}: {message}")
@@ -93,19 +93,13 @@ def options_from_flags():
     if FLAGS.styles and not has_autoencoder:
         usage("styles", f"{model_dir} has no autoencoder/ to stylize with")
     styles = tuple(FLAGS.styles)
-    style_names = {}
-    for spec in styles:
-        name, path = style_spec(spec)
+    try:
+        parsed = parse_styles(styles)
+    except ValueError as err:
+        usage("styles", str(err))
+    for name, path in parsed:
         if not Path(path).is_file():
             usage("styles", f"{path} (style {name!r}) not found")
-        try:
-            clean = sanitize(name)
-        except ValueError as err:
-            usage("styles", str(err))
-        if clean in style_names:
-            usage("styles", f"{style_names[clean]!r} and {spec!r} give the same model name "
-                  f"{clean!r}; name them: NAME=PATH")
-        style_names[clean] = spec
     try:
         stylize = stylize_options_from_flags()
     except ValueError as err:

@@ -157,7 +157,7 @@ def wct(content, style, alpha: float = 1.0, eps: float = EIGEN_EPS) -> tf.Tensor
 # --------------------------------------------------------------------------------------------
 
 
-def _static_dim(tensor, axis):
+def dim(tensor, axis):
     """The static size of `tensor`'s axis, or its dynamic size (a scalar tensor)."""
     static = tensor.shape[axis]
     return static if static is not None else tf.shape(tensor)[axis]
@@ -194,8 +194,8 @@ def style_swap_indices(content, style, patch_size: int = 5,
     if content.shape.rank != 3 or style.shape.rank != 3:
         raise ValueError(f"expected feature maps [H, W, C], got {content.shape} and {style.shape}")
     p, r = int(patch_size), int(patch_size) // 2
-    hc, wc = _static_dim(content, 0), _static_dim(content, 1)
-    hs, ws = _static_dim(style, 0), _static_dim(style, 1)
+    hc, wc = dim(content, 0), dim(content, 1)
+    hs, ws = dim(style, 0), dim(style, 1)
     if isinstance(hs, int) and isinstance(ws, int) and (hs < p or ws < p):
         raise ValueError(f"style map {hs}x{ws} is smaller than the {p}x{p} patch")
     if isinstance(hc, int) and isinstance(wc, int) and (hc <= r or wc <= r):
@@ -236,7 +236,7 @@ def fold_patches(style, indices, patch_size: int = 5) -> tf.Tensor:
     style = tf.convert_to_tensor(style, tf.float32)
     indices = tf.convert_to_tensor(indices, tf.int32)
     p, r = int(patch_size), int(patch_size) // 2
-    cols = _static_dim(style, 1) - p + 1
+    cols = dim(style, 1) - p + 1
     top, left = indices // cols, indices % cols
     ones = tf.ones_like(indices, tf.float32)[..., None]
     canvas = count = 0.0
@@ -246,7 +246,7 @@ def fold_patches(style, indices, patch_size: int = 5) -> tf.Tensor:
             values = tf.gather_nd(style, tf.stack([top + dy, left + dx], axis=-1))
             canvas += tf.pad(values, pad)
             count += tf.pad(ones, pad)
-    hc, wc = _static_dim(indices, 0), _static_dim(indices, 1)
+    hc, wc = dim(indices, 0), dim(indices, 1)
     return (canvas / count)[r:r + hc, r:r + wc]
 
 
@@ -358,4 +358,4 @@ __all__ = ["EIGEN_EPS", "DEFAULT_MAX_SWAP_ENTRIES", "NEWTON_SCHULZ_ITERATIONS",
            "apply_colouring", "colour", "wct", "patch_norms", "style_swap_indices",
            "fold_patches", "style_swap", "stroke_scales", "style_pyramid", "swap_strokes",
            "attention_map", "kmeans_1d", "fusion_weights", "multi_stroke_fusion", "resize_map",
-           "entries"]
+           "entries", "dim"]

@@ -56,12 +56,21 @@ def sanitize(name: str) -> str:
     return cleaned
 
 
-def style_spec(spec: str) -> tuple[str, str]:
-    """'NAME=PATH' or 'PATH' (named by the file's stem) -> (name, path)."""
-    name, sep, path = spec.partition("=")
-    if not sep:
-        name, path = Path(spec).stem, spec
-    return name, path
+def parse_styles(specs) -> list[tuple[str, str]]:
+    """Style specs 'NAME=PATH' or 'PATH' (named by the file's stem) -> [(sanitized name,
+    path)]; ValueError when a name has nothing to sanitize or two specs share one."""
+    out, seen = [], {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep:
+            name, path = Path(spec).stem, spec
+        clean = sanitize(name)
+        if clean in seen:
+            raise ValueError(f"{seen[clean]!r} and {spec!r} give the same model name "
+                             f"{clean!r}; name them: NAME=PATH")
+        seen[clean] = spec
+        out.append((clean, path))
+    return out
 
 
 def model_name(prefix: str, direction: str) -> str:
@@ -129,9 +138,7 @@ class ExportOptions:
                 raise ValueError(f"{name} must be at least 1, got {value}")
         serving.SizePolicy(self.serving_max_side, self.serving_max_pixels, self.serving_oversize)
         self.thresholds()
-        names = [sanitize(style_spec(spec)[0]) for spec in self.styles]
-        if len(set(names)) != len(names):
-            raise ValueError(f"two styles have the same name: {names}; name them NAME=PATH")
+        parse_styles(self.styles)
 
 
 def _now() -> str:
@@ -304,8 +311,7 @@ def _stylizer_targets(model_dir: Path, options: ExportOptions) -> list[Target]:
     prefix = options.name or model_dir.resolve().name
     keys = ("cut", "attention", "width", "step", "vgg_weights", "crop_size")
     targets = []
-    for spec in options.styles:
-        style_name, path = style_spec(spec)
+    for name, path in parse_styles(options.styles):
         try:
             style = read_image(path)
         except (ImageError, FileNotFoundError) as err:
@@ -316,7 +322,6 @@ def _stylizer_targets(model_dir: Path, options: ExportOptions) -> list[Target]:
         policy = serving.SizePolicy(
             max_side=max_side, max_pixels=min(options.serving_max_pixels or limit, limit),
             oversize=options.serving_oversize)
-        name = sanitize(style_name)
         targets.append(Target(
             name=model_name(prefix, name), kind="stylizer", direction=name,
             source_domain="content", target_domain=name, model=reference, lite_model=lite,

@@ -26,7 +26,6 @@ downscales larger uploads to it. Images must be at least `min_side` on a side.
 
 from __future__ import annotations
 
-import math
 
 import keras
 import numpy as np
@@ -41,11 +40,6 @@ from tfstyle.stylize_lib import (
     region_composite,
     stylize_features,
 )
-
-
-def _dim(tensor, axis):
-    static = tensor.shape[axis]
-    return static if static is not None else tf.shape(tensor)[axis]
 
 
 class FixedStyleTransfer(keras.Model):
@@ -111,7 +105,7 @@ class FixedStyleTransfer(keras.Model):
         """[H, W, 3] in [-1, 1] -> [H, W, 3] in [-1, 1]."""
         o, ae = self.options, self.autoencoder
         pixels = (image + 1.0) * 127.5
-        h, w = _dim(pixels, 0), _dim(pixels, 1)
+        h, w = wct.dim(pixels, 0), wct.dim(pixels, 1)
         if isinstance(h, int) and isinstance(w, int):
             if min(h, w) < self.min_side:
                 raise ValueError(f"a {h}x{w} image is smaller than this style-transfer "
