@@ -37,9 +37,9 @@ FLAGS = flags.FLAGS
 def measure(size, precision, jit, root, work):
     import tensorflow as tf
 
-    from tfstyle.cyclegan import CycleGAN, CycleGANConfig
-    from tfstyle.data import UnalignedData, load_domain
-    from tfstyle.distribute import make_strategy
+    from tfstyle.core.distribute import make_strategy
+    from tfstyle.cyclegan.data import UnalignedData, load_domain
+    from tfstyle.cyclegan.trainer import CycleGAN, CycleGANConfig
 
     config = CycleGANConfig(
         dataroot=str(root), model_dir=work, block=FLAGS.block, ngf=FLAGS.ngf, ndf=FLAGS.ndf,
@@ -75,7 +75,7 @@ def main(argv):
     del argv
     import tensorflow as tf
 
-    from tfstyle import synthetic
+    from tfstyle.core import synthetic
     if FLAGS.threads:
         tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
         tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)

@@ -64,7 +64,7 @@ def setup(kinds, work_dir: Path, export_dir: Path, size: int, calibration: int, 
     auto-encoder with a built-in style, smooth synthetic images, exported to export_dir."""
     from PIL import Image
 
-    from tfstyle.export_lib.pipeline import ExportOptions, export_generators
+    from tfstyle.deploy.exporter import ExportOptions, export_generators
 
     rng = np.random.default_rng(0)
     data = work_dir / "data"
@@ -75,9 +75,9 @@ def setup(kinds, work_dir: Path, export_dir: Path, size: int, calibration: int, 
                   latency_runs=2, min_psnr=overrides)
     for kind in kinds:
         if kind == "stylizer":
-            from tfstyle.attention_models import AttentionAutoencoder, save_autoencoder
-            from tfstyle.autoencoder import builtin_style_image
-            from tfstyle.stylize_lib import StylizeOptions
+            from tfstyle.style.autoencoder import AttentionAutoencoder, save_autoencoder
+            from tfstyle.style.data import builtin_style_image
+            from tfstyle.style.stylizer import StylizeOptions
 
             model = AttentionAutoencoder("relu4_1", "cbam", encoder_weights="random")
             model.build((None, None, None, 3))
@@ -90,8 +90,8 @@ def setup(kinds, work_dir: Path, export_dir: Path, size: int, calibration: int, 
                 styles=(f"strokes={style}",), stylize=StylizeOptions(style_size=style_size),
                 **common))
             continue
-        from tfstyle.inference import save_generators
-        from tfstyle.models import ResnetGenerator
+        from tfstyle.cyclegan.generators import save_generators
+        from tfstyle.cyclegan.networks import ResnetGenerator
 
         generator = ResnetGenerator(ngf=64, n_blocks=9, block=kind)
         generator.build((None, None, None, 3))
@@ -110,10 +110,10 @@ def keras_reference(artifact: dict):
     if not model_dir:
         return None
     if artifact.get("model_kind") == "stylizer":
-        from tfstyle.attention_models import autoencoder_dir, load_autoencoder
-        from tfstyle.export_lib.stylizer import fixed_style_models
-        from tfstyle.images import read_image
-        from tfstyle.stylize_lib import options_from
+        from tfstyle.core.images import read_image
+        from tfstyle.deploy.style_model import fixed_style_models
+        from tfstyle.style.autoencoder import autoencoder_dir, load_autoencoder
+        from tfstyle.style.stylizer import options_from
 
         style = source.get("style_image")
         if not (autoencoder_dir(model_dir) / "autoencoder.keras").is_file() or \
@@ -121,7 +121,7 @@ def keras_reference(artifact: dict):
             return None
         model, _ = load_autoencoder(model_dir)
         return fixed_style_models(model, read_image(style), options_from(source["stylize"]))[0]
-    from tfstyle.inference import load_generator
+    from tfstyle.cyclegan.generators import load_generator
 
     direction = artifact.get("direction")
     if not (Path(model_dir) / "generators" / f"{direction}.keras").is_file():
@@ -140,8 +140,9 @@ def measure(export_dir: Path, runs: int, threads: int):
     import tensorflow as tf
     from PIL import Image
 
-    from tfstyle.export_lib import checks
-    from tfstyle.export_lib.tflite import LiteModel
+    from tfstyle.core.images import to_model_range
+    from tfstyle.deploy import checks
+    from tfstyle.deploy.litert import LiteModel
 
     report = json.loads((export_dir / "export_report.json").read_text())
     size = report["tflite_size"]
@@ -160,7 +161,7 @@ def measure(export_dir: Path, runs: int, threads: int):
     for name in names:
         generator = keras_reference(artifacts.get(name, {}))
         if generator is not None:
-            run = tf.function(lambda x, g=generator: g(x / 127.5 - 1.0, training=False))
+            run = tf.function(lambda x, g=generator: g(to_model_range(x), training=False))
             items.append((name, "keras", None, None, lambda r=run: r(pixels)))
         if name in serving_paths:
             path = serving_paths[name]

@@ -29,8 +29,8 @@ flags.DEFINE_integer("batch_size", 4, "Images per request.")
 
 
 def main(argv):
-    from tfstyle.export_lib import client
-    from tfstyle.images import ImageError
+    from tfstyle.core.images import ImageError
+    from tfstyle.deploy import client
 
     images = argv[1:]
     if not images:

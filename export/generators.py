@@ -25,7 +25,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's INFO lines dr
 
 from absl import app, flags  # noqa: E402
 
-from tfstyle.stylize_flags import define_stylize_flags, stylize_options_from_flags  # noqa: E402
+from tfstyle.core.config import define_flags, from_flags  # noqa: E402
+from tfstyle.style.stylizer import StylizeOptions  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -52,7 +53,7 @@ flags.DEFINE_list("tflite", None,
 flags.DEFINE_list("styles", [], "Style images to bake into style-transfer models, NAME=PATH "
                   "or PATH (named by its stem); one model <prefix>_<name> each. Needs an "
                   "auto-encoder in --model_dir.")
-define_stylize_flags()
+define_flags(StylizeOptions)
 flags.DEFINE_integer("tflite_size", 256, "Fixed LiteRT input size S ([1, S, S, 3]); multiple "
                      "of 4.")
 flags.DEFINE_integer("calibration_images", 100, "Training images calibrating the int8 variant.")
@@ -69,9 +70,9 @@ flags.DEFINE_integer("num_threads", 0, "LiteRT interpreter threads (0: all cores
 
 def options_from_flags():
     """Validated ExportOptions from the flags; app.UsageError naming the flag otherwise."""
-    from tfstyle.export_lib import tflite
-    from tfstyle.export_lib.checks import DEFAULT_MIN_PSNR
-    from tfstyle.export_lib.pipeline import ExportOptions, parse_styles, sanitize
+    from tfstyle.deploy import litert
+    from tfstyle.deploy.checks import DEFAULT_MIN_PSNR
+    from tfstyle.deploy.exporter import ExportOptions, parse_styles, sanitize
 
     def usage(flag, message):
         raise app.UsageError(f"--{flag}: {message}")
@@ -100,10 +101,7 @@ def options_from_flags():
     for name, path in parsed:
         if not Path(path).is_file():
             usage("styles", f"{path} (style {name!r}) not found")
-    try:
-        stylize = stylize_options_from_flags()
-    except ValueError as err:
-        raise app.UsageError(str(err)) from err
+    stylize, _ = from_flags(StylizeOptions)
     directions = tuple(FLAGS.directions)
     for d in directions:
         if d not in ("AtoB", "BtoA"):
@@ -120,8 +118,8 @@ def options_from_flags():
     variants = None if FLAGS.tflite is None else tuple(
         v.strip() for v in FLAGS.tflite if v.strip())
     for v in variants or ():
-        if v not in tflite.VARIANTS:
-            usage("tflite", f"{v!r} is not one of {', '.join(tflite.VARIANTS)}")
+        if v not in litert.VARIANTS:
+            usage("tflite", f"{v!r} is not one of {', '.join(litert.VARIANTS)}")
     if variants is not None and len(set(variants)) != len(variants):
         usage("tflite", "a variant is listed twice")
     if FLAGS.tflite_size % 4 or FLAGS.tflite_size < 16:
@@ -164,8 +162,8 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     options = options_from_flags()
-    from tfstyle.export_lib.checks import ExportError
-    from tfstyle.export_lib.pipeline import export_generators
+    from tfstyle.deploy.checks import ExportError
+    from tfstyle.deploy.exporter import export_generators
 
     try:
         export_generators(FLAGS.model_dir, FLAGS.out_dir, options)

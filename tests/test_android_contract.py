@@ -33,10 +33,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tfstyle import synthetic
-from tfstyle.export_lib import checks, pipeline
-from tfstyle.inference import load_generator, save_generators
-from tfstyle.models import ResnetGenerator
+from tfstyle.core import synthetic
+from tfstyle.cyclegan.generators import load_generator, save_generators
+from tfstyle.cyclegan.networks import ResnetGenerator
+from tfstyle.deploy import checks, exporter
 
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "android_demo"
@@ -74,10 +74,10 @@ def model_dir(tmp_path_factory, dataroot):
 @pytest.fixture(scope="module")
 def export(tmp_path_factory, model_dir):
     out = tmp_path_factory.mktemp("exported")
-    options = pipeline.ExportOptions(name=PREFIX, serving=False, tflite=VARIANTS,
+    options = exporter.ExportOptions(name=PREFIX, serving=False, tflite=VARIANTS,
                                      tflite_size=SIZE, calibration_images=6, check_images=2,
                                      latency_runs=1, num_threads=1)
-    pipeline.export_generators(model_dir, out, options, log=lambda _: None)
+    exporter.export_generators(model_dir, out, options, log=lambda _: None)
     return out
 
 
@@ -310,10 +310,10 @@ def test_app_reads_keys_the_exporter_writes(exported_json, catalog):
 
     check(exported_json, "Document", "models.json")
     assert exported_json["format"] == kotlin_constant("ModelCatalog.kt", "NAME", "CatalogFormat") \
-        == pipeline.MODELS_JSON_FORMAT
+        == exporter.MODELS_JSON_FORMAT
     assert exported_json["format_version"] == int(
         kotlin_constant("ModelCatalog.kt", "VERSION", "CatalogFormat")) \
-        == pipeline.MODELS_JSON_VERSION
+        == exporter.MODELS_JSON_VERSION
     dtypes = set(re.findall(r'\w+\("(\w+)", \d, -?\d+, \d+\)',
                             (SOURCES / "ModelCatalog.kt").read_text()))
     assert dtypes == {"float32", "uint8", "int8"}

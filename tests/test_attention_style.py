@@ -14,29 +14,28 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tfstyle import wct
-from tfstyle.attention_models import (
+from tfstyle.core.training import Checkpoints
+from tfstyle.core.vgg import VGG19_BLOCKS
+from tfstyle.style import autoencoder, fusion, swap, wct
+from tfstyle.style.attention import SelfAttention
+from tfstyle.style.autoencoder import (
     CUTS,
     FULL_VGG19_PARAMETERS,
     SEED_PARAMETERS,
     AttentionAutoencoder,
-    SelfAttention,
     VGG19Encoder,
     load_autoencoder,
     parameter_counts,
     save_autoencoder,
 )
-from tfstyle.autoencoder import (
+from tfstyle.style.data import ContentData, builtin_style_image
+from tfstyle.style.stylizer import StylizeOptions, Stylizer
+from tfstyle.style.trainer import (
     AutoencoderConfig,
     AutoencoderTrainer,
-    ContentData,
     autoencoder_losses,
-    builtin_style_image,
     train,
 )
-from tfstyle.stylize_lib import StylizeOptions, Stylizer
-from tfstyle.training import Checkpoints
-from tfstyle.vgg import VGG19_BLOCKS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -242,24 +241,24 @@ def test_style_swap_picks_highest_normalised_correlation(patch_size, max_entries
     content = rng.normal(size=(7, 9, 4)).astype(np.float32)
     style = rng.normal(size=(8, 10, 4)).astype(np.float32)
     index, expected = _brute_force_swap(content, style, patch_size)
-    got_index = wct.style_swap_indices(content, style, patch_size, max_entries).numpy()
+    got_index = swap.style_swap_indices(content, style, patch_size, max_entries).numpy()
     np.testing.assert_array_equal(got_index, index)
-    np.testing.assert_allclose(wct.style_swap(content, style, patch_size, max_entries).numpy(),
+    np.testing.assert_allclose(swap.style_swap(content, style, patch_size, max_entries).numpy(),
                                expected, rtol=1e-5, atol=1e-5)
 
 
 def test_multi_scale_swap_gives_k_strokes_coarse_to_fine():
-    assert wct.stroke_scales(4) == pytest.approx([0.5, 2 ** -0.5, 1.0])
-    assert wct.stroke_scales(1) == []
+    assert swap.stroke_scales(4) == pytest.approx([0.5, 2 ** -0.5, 1.0])
+    assert swap.stroke_scales(1) == []
     rng = np.random.default_rng(3)
     content = rng.normal(size=(6, 6, 3)).astype(np.float32)
     style = rng.normal(size=(12, 12, 3)).astype(np.float32)
-    pyramid = wct.style_pyramid(style, wct.stroke_scales(4), 3)
+    pyramid = swap.style_pyramid(style, swap.stroke_scales(4), 3)
     assert [m.shape[:2] for m in pyramid] == [(6, 6), (8, 8), (12, 12)]
-    strokes = wct.swap_strokes(content, pyramid, 3)
+    strokes = swap.swap_strokes(content, pyramid, 3)
     assert len(strokes) == 4 and all(s.shape == (6, 6, 3) for s in strokes)
     np.testing.assert_array_equal(strokes[-1], content)
-    np.testing.assert_allclose(strokes[-2], wct.style_swap(content, style, 3), atol=1e-6)
+    np.testing.assert_allclose(strokes[-2], swap.style_swap(content, style, 3), atol=1e-6)
 
 
 def test_fusion_weights_are_positive_and_sum_to_one():
@@ -267,10 +266,10 @@ def test_fusion_weights_are_positive_and_sum_to_one():
     attention = np.clip(np.concatenate([rng.normal(0.05, 0.02, 40), rng.normal(0.4, 0.02, 40),
                                         rng.normal(0.7, 0.02, 40), rng.normal(0.95, 0.02, 24)]),
                         0, 1).reshape(12, 12).astype(np.float32)
-    centroids = wct.kmeans_1d(attention, 4).numpy()
+    centroids = fusion.kmeans_1d(attention, 4).numpy()
     np.testing.assert_allclose(centroids, [0.05, 0.4, 0.7, 0.95], atol=0.02)
     strokes = [np.full((12, 12, 2), float(k), np.float32) for k in range(4)]
-    fused, weights, _ = wct.multi_stroke_fusion(strokes, attention, theta=50.0)
+    fused, weights, _ = fusion.multi_stroke_fusion(strokes, attention, theta=50.0)
     weights = weights.numpy()
     assert weights.shape == (12, 12, 4)
     assert (weights > 0).all()
@@ -286,10 +285,10 @@ def test_fusion_weights_are_positive_and_sum_to_one():
 def test_attention_map_is_normalised_and_finds_the_hot_spot():
     o = np.full((10, 10, 4), 0.1, np.float32)
     o[3:6, 4:7] = 5.0
-    a = wct.attention_map(o).numpy()
+    a = fusion.attention_map(o).numpy()
     assert a.shape == (10, 10) and a.min() == 0.0 and a.max() == pytest.approx(1.0)
     assert a[4, 5] == pytest.approx(1.0) and a[0, 0] == 0.0
-    assert (wct.attention_map(np.ones((4, 4, 2))).numpy() == 0).all()
+    assert (fusion.attention_map(np.ones((4, 4, 2))).numpy() == 0).all()
 
 
 # --------------------------------------------------------------------------------------------
@@ -487,7 +486,6 @@ def test_flagfiles_hold_valid_configs():
 
 
 def test_models_module_reexports_the_attention_classes():
-    from tfstyle import models
 
-    assert models.VGG19Encoder is VGG19Encoder
-    assert models.AttentionAutoencoder is AttentionAutoencoder
+    assert autoencoder.VGG19Encoder is VGG19Encoder
+    assert autoencoder.AttentionAutoencoder is AttentionAutoencoder

@@ -25,7 +25,7 @@ import pytest
 from absl import flags
 from PIL import Image
 
-from tfstyle import bam
+from tfstyle.bam import build as bam
 from train import bam_domains
 
 # The 20 BAM attributes, written out here independently of the library.

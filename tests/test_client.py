@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tfstyle.export_lib import client
-from tfstyle.images import ImageError
+from tfstyle.core.images import ImageError
+from tfstyle.deploy import client
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = {"demo": {1, 2}, "slow": {1}}

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfstyle import cyclegan, inference, losses, synthetic
-from tfstyle.images import list_images, read_image
-from tfstyle.training import NonFiniteLossError
+from tfstyle.core import images, synthetic
+from tfstyle.core.images import list_images, read_image
+from tfstyle.core.training import NonFiniteLossError
+from tfstyle.cyclegan import generators, losses, trainer, translator
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(ngf=8, ndf=8, n_blocks=2, n_layers_d=2, load_size=36, crop_size=32,
@@ -28,7 +29,7 @@ def one_device():
 
 
 def config(data, model_dir, **overrides):
-    return cyclegan.CycleGANConfig(dataroot=str(data), model_dir=str(model_dir),
+    return trainer.CycleGANConfig(dataroot=str(data), model_dir=str(model_dir),
                                    **{**TINY, **overrides})
 
 
@@ -51,12 +52,12 @@ def test_training_moves_a_toward_b_and_lowers_the_cycle_loss(tmp_path):
     root = synthetic.make_dataset(tmp_path / "data", train=24, test=6, size=40)
     cfg = config(root, tmp_path / "run", epochs=8, decay_epochs=2, pool_size=10,
                  lambda_identity=0.0, save_every_steps=1000, jit_compile=True)
-    untrained = cyclegan.CycleGAN(cfg, one_device())
-    summary = cyclegan.train(cfg, one_device())
+    untrained = trainer.CycleGAN(cfg, one_device())
+    summary = trainer.train(cfg, one_device())
     assert summary["steps"] == 240 and summary["epochs"] == 10
     test_a = [read_image(p) for p in list_images(root / "testA")]
     test_b = [read_image(p) for p in list_images(root / "testB")]
-    g = inference.Translator(inference.load_generator(tmp_path / "run", "AtoB"))
+    g = translator.Translator(generators.load_generator(tmp_path / "run", "AtoB"))
     moved = brightness([g(x) for x in test_a])
     # Domain A is bright, B dark: G must carry A most of the way to B.
     gap = brightness(test_a) - brightness(test_b)
@@ -64,10 +65,10 @@ def test_training_moves_a_toward_b_and_lowers_the_cycle_loss(tmp_path):
     assert abs(moved - brightness(test_b)) < 0.35 * gap, (moved, brightness(test_b))
 
     def cycle_l1(G, F):
-        x = np.stack([inference.to_model_range(i) for i in test_a])
+        x = np.stack([images.to_model_range(i) for i in test_a])
         return float(tf.reduce_mean(tf.abs(F(G(x)) - x)))
-    trained = cycle_l1(inference.load_generator(tmp_path / "run", "AtoB"),
-                       inference.load_generator(tmp_path / "run", "BtoA"))
+    trained = cycle_l1(generators.load_generator(tmp_path / "run", "AtoB"),
+                       generators.load_generator(tmp_path / "run", "BtoA"))
     assert trained < 0.5 * cycle_l1(untrained.G, untrained.F)
     samples = tmp_path / "run" / "samples"
     assert len(list((samples / "final" / "AtoB").glob("*.png"))) == 2
@@ -84,8 +85,8 @@ def checkpoint_state(model_dir):
 def test_resume_continues_with_identical_step_lr_pool_and_weights(data, tmp_path):
     tf.config.experimental.enable_op_determinism()
     settings = dict(epochs=1, decay_epochs=2, pool_size=3, save_every_steps=4)
-    straight = cyclegan.train(config(data, tmp_path / "straight", **settings), one_device())
-    first = cyclegan.train(config(data, tmp_path / "resumed", max_steps=8, **settings),
+    straight = trainer.train(config(data, tmp_path / "straight", **settings), one_device())
+    first = trainer.train(config(data, tmp_path / "resumed", max_steps=8, **settings),
                            one_device())
     assert first["steps"] == 8
     mid = checkpoint_state(tmp_path / "resumed")
@@ -93,7 +94,7 @@ def test_resume_continues_with_identical_step_lr_pool_and_weights(data, tmp_path
     assert int(mid["epoch/.ATTRIBUTES/VARIABLE_VALUE"]) == 1  # 6 steps per epoch
     lr_key = next(k for k in mid if "learning_rate" in k and "opt_G" in k)
     assert np.isclose(mid[lr_key], 2e-4 * (1 - 1 / 3))  # second epoch: first decay step
-    second = cyclegan.train(config(data, tmp_path / "resumed", **settings), one_device())
+    second = trainer.train(config(data, tmp_path / "resumed", **settings), one_device())
     assert second["resumed_from"].endswith("ckpt-8") and second["steps"] == straight["steps"] == 18
     a, b = checkpoint_state(tmp_path / "straight"), checkpoint_state(tmp_path / "resumed")
     assert a.keys() == b.keys()
@@ -106,7 +107,7 @@ def test_resume_continues_with_identical_step_lr_pool_and_weights(data, tmp_path
 def test_unreadable_newest_checkpoint_falls_back_and_partial_writes_are_ignored(data, tmp_path):
     cfg = config(data, tmp_path / "run", epochs=1, decay_epochs=0, save_every_steps=2,
                  num_samples=0)
-    cyclegan.train(cfg, one_device())
+    trainer.train(cfg, one_device())
     ckpts = tmp_path / "run" / "checkpoints"
     # A write killed half-way leaves files the state file does not name yet.
     (ckpts / "ckpt-99.index").write_bytes(b"partial")
@@ -114,7 +115,7 @@ def test_unreadable_newest_checkpoint_falls_back_and_partial_writes_are_ignored(
     newest = tf.train.latest_checkpoint(str(ckpts))
     assert newest.endswith("ckpt-6")
     Path(newest + ".data-00000-of-00001").write_bytes(b"corrupted")
-    again = cyclegan.train(config(data, tmp_path / "run", epochs=2, decay_epochs=0,
+    again = trainer.train(config(data, tmp_path / "run", epochs=2, decay_epochs=0,
                                   save_every_steps=2, num_samples=0), one_device())
     assert again["resumed_from"].endswith("ckpt-4") and again["steps"] == 12
 
@@ -122,20 +123,20 @@ def test_unreadable_newest_checkpoint_falls_back_and_partial_writes_are_ignored(
 def test_non_finite_loss_stops_without_touching_the_last_checkpoint(data, tmp_path, monkeypatch):
     cfg = config(data, tmp_path / "run", epochs=1, decay_epochs=0, save_every_steps=2,
                  max_steps=2, num_samples=0)
-    cyclegan.train(cfg, one_device())
+    trainer.train(cfg, one_device())
     before = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
     monkeypatch.setattr(losses, "l1", lambda x, y: tf.fill([tf.shape(x)[0]], np.nan))
     with pytest.raises(NonFiniteLossError, match="cycle_A=nan"):
-        cyclegan.train(config(data, tmp_path / "run", epochs=1, decay_epochs=0,
+        trainer.train(config(data, tmp_path / "run", epochs=1, decay_epochs=0,
                               save_every_steps=2, num_samples=0), one_device())
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == before
 
 
 def test_changed_architecture_on_resume_is_refused(data, tmp_path):
-    cyclegan.train(config(data, tmp_path / "run", epochs=1, decay_epochs=0, max_steps=1,
+    trainer.train(config(data, tmp_path / "run", epochs=1, decay_epochs=0, max_steps=1,
                           num_samples=0), one_device())
     with pytest.raises(ValueError, match="--ngf=8 there, --ngf=16 now"):
-        cyclegan.train(config(data, tmp_path / "run", ngf=16, epochs=1, decay_epochs=0),
+        trainer.train(config(data, tmp_path / "run", ngf=16, epochs=1, decay_epochs=0),
                        one_device())
 
 
@@ -145,11 +146,11 @@ def test_changed_architecture_on_resume_is_refused(data, tmp_path):
 ])
 def test_invalid_settings_name_their_flag(overrides, flag):
     with pytest.raises(ValueError, match=flag):
-        cyclegan.CycleGANConfig(**{"dataroot": "d", "model_dir": "m", **TINY, **overrides})
+        trainer.CycleGANConfig(**{"dataroot": "d", "model_dir": "m", **TINY, **overrides})
 
 
 def test_lr_schedule_is_the_official_linear_rule():
-    cfg = cyclegan.CycleGANConfig(dataroot="d", model_dir="m", epochs=100, decay_epochs=100)
+    cfg = trainer.CycleGANConfig(dataroot="d", model_dir="m", epochs=100, decay_epochs=100)
     assert [cfg.lr_factor(e) for e in (0, 99)] == [1.0, 1.0]
     assert np.isclose(cfg.lr_factor(100), 1 - 1 / 101) and np.isclose(cfg.lr_factor(199), 1 / 101)
 
@@ -179,7 +180,7 @@ def test_strategies_match_the_one_device_run(data, tmp_path):
             env={"TF_CONFIG": json.dumps({"cluster": cluster,
                                           "task": {"type": "worker", "index": i}})})
     # The one-device run with the same global batch, in this process meanwhile.
-    cyclegan.train(cyclegan.CycleGANConfig(
+    trainer.train(trainer.CycleGANConfig(
         dataroot=str(data), model_dir=str(tmp_path / "one"), ngf=4, ndf=4, n_blocks=1,
         n_layers_d=2, load_size=36, crop_size=32, epochs=1, decay_epochs=0, num_samples=0,
         max_steps=3, pool_size=2, batch_size=2, jit_compile=False), one_device())
@@ -192,7 +193,7 @@ def test_strategies_match_the_one_device_run(data, tmp_path):
     for name in ("one", "mirrored", "multi"):
         summary = json.loads((tmp_path / name / "summary.json").read_text())
         for direction in ("AtoB", "BtoA"):
-            y = inference.load_generator(tmp_path / name, direction)(x).numpy()
+            y = generators.load_generator(tmp_path / name, direction)(x).numpy()
             reference.setdefault(direction, y)
             # Adam's first steps move every weight by about +-lr whatever the gradient's size,
             # so float noise on near-zero gradients shows in single weights; the functions agree.

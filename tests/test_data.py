@@ -7,9 +7,10 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tfstyle.data import DataError, UnalignedData, load_domain
-from tfstyle.images import ImageError, read_image
-from tfstyle.pool import ImagePool
+from tfstyle.core.data import DataError
+from tfstyle.core.images import ImageError, read_image
+from tfstyle.cyclegan.data import UnalignedData, load_domain
+from tfstyle.cyclegan.pool import ImagePool
 
 RGB = np.random.default_rng(0).integers(0, 256, (12, 16, 3), dtype=np.uint8)
 _y, _x = np.mgrid[0:12, 0:16]

@@ -20,10 +20,10 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tfstyle.export_lib import checks, client, pipeline, serving
-from tfstyle.export_lib.checks import ExportError
-from tfstyle.inference import load_generator, save_generators
-from tfstyle.models import ResnetGenerator
+from tfstyle.cyclegan.generators import load_generator, save_generators
+from tfstyle.cyclegan.networks import ResnetGenerator
+from tfstyle.deploy import checks, client, exporter, saved_model
+from tfstyle.deploy.checks import ExportError
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 32
@@ -139,19 +139,19 @@ def test_layout_config_and_table(export):
     batching = (out / "serving" / "batching_parameters.txt").read_text()
     assert "max_batch_size { value: 8 }" in batching
     assert not list(out.glob(".work-*")) and not list((out / "serving").glob("*/.tmp-*"))
-    assert serving.next_version(out / "serving" / f"{PREFIX}_AtoB") == 2
+    assert saved_model.next_version(out / "serving" / f"{PREFIX}_AtoB") == 2
 
 
 def test_names_are_sanitized():
-    assert pipeline.sanitize("My Model-1") == "my_model_1"
-    assert pipeline.model_name("Horse2Zebra (v2)", "BtoA") == "horse2zebra_v2_BtoA"
+    assert exporter.sanitize("My Model-1") == "my_model_1"
+    assert exporter.model_name("Horse2Zebra (v2)", "BtoA") == "horse2zebra_v2_BtoA"
     with pytest.raises(ValueError):
-        pipeline.sanitize("--")
+        exporter.sanitize("--")
 
 
 def test_existing_version_is_not_overwritten(export, model_dir):
     with pytest.raises(ExportError, match="exists.*--overwrite"):
-        pipeline.export_generators(model_dir, export[0], pipeline.ExportOptions(version=1))
+        exporter.export_generators(model_dir, export[0], exporter.ExportOptions(version=1))
 
 
 @pytest.mark.parametrize("args, flag", [
@@ -237,14 +237,14 @@ def test_oversized_uploads_are_downscaled_within_the_attention_limit(export, gen
     translated = decode(bytes(result["output_bytes"].numpy()[0]))
     # scale sqrt(1024 / 3072); sides rounded down to multiples of 4
     assert translated.shape == (36, 24, 3)
-    assert serving.policy_for(generators["AtoB"]).fit(64, 48) == (36, 24)
+    assert saved_model.policy_for(generators["AtoB"]).fit(64, 48) == (36, 24)
     pixels = loaded.signatures["serving_default"](images=tf.constant(image[None], tf.float32))
     assert pixels["translated"].shape == (1, 36, 24, 3)
 
 
 def test_refuse_policy_and_minimum_size(generators):
-    functions, specs = serving.make_endpoints(
-        generators["BtoA"], serving.SizePolicy(max_side=32, oversize="refuse"), per_image=False)
+    functions, specs = saved_model.make_endpoints(
+        generators["BtoA"], saved_model.SizePolicy(max_side=32, oversize="refuse"), per_image=False)
     fn = tf.function(functions["serving_default"], input_signature=[specs["serving_default"]])
     assert fn(tf.zeros([1, 32, 20, 3]))["translated"].shape == (1, 32, 20, 3)
     with pytest.raises(tf.errors.InvalidArgumentError, match="exceeds .*longest side 32"):
@@ -255,15 +255,15 @@ def test_refuse_policy_and_minimum_size(generators):
 
 def test_attention_limit_matches_the_layer_check():
     g = ResnetGenerator(ngf=4, n_blocks=1, block="da", pam_kv_pool=2)
-    limit = serving.attention_pixel_limit(g)
+    limit = saved_model.attention_pixel_limit(g)
     assert limit == 2 * 256 * 256  # 4096^2 entries, keys pooled 2x2
     assert g(np.zeros((1, 256, 512, 3), np.float32)).shape == (1, 256, 512, 3)
     with pytest.raises(ValueError, match="attention"):
         g(np.zeros((1, 260, 512, 3), np.float32))
-    assert serving.attention_pixel_limit(ResnetGenerator(ngf=4, n_blocks=1)) is None
-    assert serving.SizePolicy(max_side=1024).fit(3000, 1000) == (1024, 340)
-    assert serving.SizePolicy(max_side=1024, max_pixels=limit).fit(3000, 1000) == (624, 208)
-    assert serving.SizePolicy(max_side=1024).fit(1000, 1024) == (1000, 1024)
+    assert saved_model.attention_pixel_limit(ResnetGenerator(ngf=4, n_blocks=1)) is None
+    assert saved_model.SizePolicy(max_side=1024).fit(3000, 1000) == (1024, 340)
+    assert saved_model.SizePolicy(max_side=1024, max_pixels=limit).fit(3000, 1000) == (624, 208)
+    assert saved_model.SizePolicy(max_side=1024).fit(1000, 1024) == (1000, 1024)
 
 
 # -- LiteRT -------------------------------------------------------------------------------
@@ -376,11 +376,11 @@ def test_refused_artifacts_are_removed_and_reported(model_dir, tmp_path):
     stale = tmp_path / "tflite" / f"{PREFIX}_BtoA_float16.tflite"
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"an earlier export")
-    options = pipeline.ExportOptions(
+    options = exporter.ExportOptions(
         directions=("BtoA",), tflite=("float16",), tflite_size=SIZE, check_images=2,
         latency_runs=1, min_psnr={"float16": 150, "savedmodel": 150})
     with pytest.raises(ExportError) as err:
-        pipeline.export_generators(model_dir, tmp_path, options, log=lambda _: None)
+        exporter.export_generators(model_dir, tmp_path, options, log=lambda _: None)
     message = str(err.value)
     assert f"tflite/{PREFIX}_BtoA_float16.tflite (PSNR" in message and "below 150 dB" in message
     assert f"serving/{PREFIX}_BtoA/1 (PSNR" in message
@@ -402,12 +402,12 @@ def test_missing_data_fails_before_any_work(model_dir, dataroot, tmp_path):
     (partial / "testB" / "0.jpg").write_bytes((dataroot / "testB" / "0.jpg").read_bytes())
     out = tmp_path / "out"
     with pytest.raises(ExportError, match=r"trainB holds no images to calibrate the int8"):
-        pipeline.export_generators(model_dir, out, pipeline.ExportOptions(
+        exporter.export_generators(model_dir, out, exporter.ExportOptions(
             directions=("BtoA",), dataroot=str(partial)))
     with pytest.raises(ExportError, match="no images in testA/ or trainA/"):
-        pipeline.export_generators(model_dir, out, pipeline.ExportOptions(
+        exporter.export_generators(model_dir, out, exporter.ExportOptions(
             directions=("AtoB",), dataroot=str(partial), tflite=()))
     with pytest.raises(ExportError, match="--dataroot"):
-        pipeline.export_generators(model_dir, out, pipeline.ExportOptions(
+        exporter.export_generators(model_dir, out, exporter.ExportOptions(
             dataroot=str(tmp_path / "nowhere")))
     assert not list(out.iterdir())

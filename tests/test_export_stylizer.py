@@ -13,15 +13,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
-
-from tfstyle import wct
-from tfstyle.attention_models import AttentionAutoencoder, load_autoencoder, save_autoencoder
-from tfstyle.autoencoder import builtin_style_image
-from tfstyle.export_lib import checks, serving, tflite
-from tfstyle.export_lib.stylizer import FixedStyleTransfer, fixed_style_models
-from tfstyle.stylize_lib import StylizeOptions, Stylizer
-
 from test_export import run_export_cli, smooth_image  # noqa: E402  (shared test helpers)
+
+from tfstyle.deploy import checks, litert, saved_model
+from tfstyle.deploy.style_model import FixedStyleTransfer, fixed_style_models
+from tfstyle.style import wct
+from tfstyle.style.autoencoder import (
+    AttentionAutoencoder,
+    load_autoencoder,
+    save_autoencoder,
+)
+from tfstyle.style.data import builtin_style_image
+from tfstyle.style.stylizer import StylizeOptions, Stylizer
 
 SIZE = 32
 SMALL = dict(style_size=48, strokes=3, patch_size=3)
@@ -117,7 +120,7 @@ def test_serving_pads_once_to_the_encoder_multiple():
     want = Stylizer(model)(content, builtin_style_image(64, 3), options).image
     exact, _ = fixed_style_models(model, builtin_style_image(64, 3), options)
     assert exact.multiple == 8
-    served = serving.translate_pixels(exact, serving.SizePolicy(), content[None] * 1.0)[0]
+    served = saved_model.translate_pixels(exact, saved_model.SizePolicy(), content[None] * 1.0)[0]
     assert np.abs(served.numpy() - want).max() <= 0.51
     assert np.abs(checks.KerasReference(exact)(content) - want).max() <= 0.51
 
@@ -152,7 +155,7 @@ def test_cli_layout_and_models_json(exported, run):
 def test_served_stylizer_gives_the_stylization(exported, run):
     out, _ = exported
     stylizer, style, options = reference(run)
-    loaded = serving.LoadedSavedModel(out / "serving" / "ink_run_ink_strokes" / "1")
+    loaded = saved_model.LoadedSavedModel(out / "serving" / "ink_run_ink_strokes" / "1")
     content = smooth_image(np.random.default_rng(5), 41, 50)
     want = stylizer(content, style, options).image.astype(np.float32)
     got = loaded.translate_pixels(content[None].astype(np.float32))[0]
@@ -168,7 +171,7 @@ def test_oversized_content_is_downscaled_within_the_swap_limit(run):
     exact, _ = fixed_style_models(model, builtin_style_image(64, 1), options)
     hs, ws, _ = exact.style_shapes[-1]
     m, p = exact.multiple, options.patch_size
-    policy = serving.SizePolicy(max_side=200, max_pixels=exact.pixel_limit(200))
+    policy = saved_model.SizePolicy(max_side=200, max_pixels=exact.pixel_limit(200))
     for height, width in [(300, 200), (200, 37), (1000, 1000), (64, 199)]:
         h, w = policy.fit(height, width)
         volume = (-(-h // m) + p - 1) * (-(-w // m) + p - 1) * hs * ws
@@ -188,13 +191,13 @@ def test_litert_stylizer_is_builtin_and_agrees(exported, run, variant):
     listing = json.loads((out / "tflite" / "models.json").read_text())
     entry = next(m for m in listing["models"] if m["variant"] == variant)
     content = (out / "tflite" / entry["file"]).read_bytes()
-    facts = tflite.inspect(content)
+    facts = litert.inspect(content)
     assert not facts.custom_ops and facts.max_rank <= 4
     assert "RESIZE_NEAREST_NEIGHBOR" in facts.ops and "ARG_MAX" in facts.ops
     stylizer, style, options = reference(run)
     image = checks.center_square(smooth_image(np.random.default_rng(9), 40, 52), SIZE)
     want = stylizer(image, style, options).image
-    got = tflite.LiteModel(content, variant).run(image)
+    got = litert.LiteModel(content, variant).run(image)
     assert checks.psnr(got, want) >= checks.DEFAULT_MIN_PSNR_STYLIZER[variant]
 
 

@@ -1,12 +1,13 @@
 """Layers against plain numpy implementations of the same formulas."""
 
+import keras
 import numpy as np
 import pytest
-
-import keras
 import tensorflow as tf
 
-from tfstyle import layers as L
+from tfstyle.core import layers
+from tfstyle.cyclegan import attention as cyclegan_attention
+from tfstyle.style import attention as style_attention
 
 RNG = np.random.default_rng(0)
 
@@ -31,7 +32,7 @@ def conv1x1(x, conv):
 
 def test_instance_norm_matches_numpy():
     x = rand(2, 5, 7, 3) * 4 + 3
-    layer = L.InstanceNormalization()
+    layer = layers.InstanceNormalization()
     y = layer(x).numpy()
     mean = x.mean(axis=(1, 2), keepdims=True)
     var = x.var(axis=(1, 2), keepdims=True)
@@ -41,25 +42,25 @@ def test_instance_norm_matches_numpy():
 
 def test_instance_norm_affine_and_4d_only():
     x = rand(2, 4, 4, 3)
-    layer = L.InstanceNormalization(affine=True)
+    layer = layers.InstanceNormalization(affine=True)
     layer.build(x.shape)
     layer.gamma.assign(np.array([1.0, 2.0, -1.0], "float32"))
     layer.beta.assign(np.array([0.0, 1.0, 0.5], "float32"))
     ref = (x - x.mean((1, 2), keepdims=True)) / np.sqrt(x.var((1, 2), keepdims=True) + 1e-5)
     np.testing.assert_allclose(layer(x).numpy(), ref * [1, 2, -1] + [0, 1, 0.5], atol=1e-5)
     with pytest.raises(ValueError, match="4-D"):
-        L.InstanceNormalization()(rand(1, 2, 4, 4, 3))
+        layers.InstanceNormalization()(rand(1, 2, 4, 4, 3))
 
 
 def test_reflection_padding_matches_numpy():
     x = rand(1, 5, 6, 2)
-    y = L.ReflectionPadding2D(2)(x).numpy()
+    y = layers.ReflectionPadding2D(2)(x).numpy()
     np.testing.assert_array_equal(y, np.pad(x, [(0, 0), (2, 2), (2, 2), (0, 0)], "reflect"))
 
 
 def test_squeeze_excitation_matches_numpy():
     x = rand(2, 6, 5, 32)
-    layer = L.SqueezeExcitation(32, reduction=16)
+    layer = cyclegan_attention.SqueezeExcitation(32, reduction=16)
     y = layer(x).numpy()
     pooled = x.mean(axis=(1, 2), keepdims=True)
     s = sigmoid(conv1x1(np.maximum(conv1x1(pooled, layer.squeeze), 0), layer.excite))
@@ -81,24 +82,24 @@ def pam_numpy(x, layer, gamma):
 @pytest.mark.parametrize("kv_pool", [1, 2])
 def test_position_attention_matches_numpy(kv_pool):
     x = rand(2, 4, 6, 16)
-    layer = L.PositionAttention(16, reduction=8, kv_pool=kv_pool)
+    layer = cyclegan_attention.PositionAttention(16, reduction=8, kv_pool=kv_pool)
     np.testing.assert_allclose(layer(x).numpy(), x, atol=1e-6)  # gamma starts at 0
     layer.gamma.assign(0.7)
     np.testing.assert_allclose(layer(x).numpy(), pam_numpy(x, layer, 0.7), atol=1e-4)
 
 
 def test_position_attention_refuses_oversized_maps():
-    layer = L.PositionAttention(8, max_attention_size=64 * 64)
+    layer = cyclegan_attention.PositionAttention(8, max_attention_size=64 * 64)
     layer(rand(1, 8, 8, 8))  # 64 x 64 entries: at the limit
     with pytest.raises(ValueError, match="kv_pool=2"):
         layer(rand(1, 8, 16, 8))
-    pooled = L.PositionAttention(8, kv_pool=2, max_attention_size=64 * 64)
+    pooled = cyclegan_attention.PositionAttention(8, kv_pool=2, max_attention_size=64 * 64)
     assert pooled(rand(1, 8, 16, 8)).shape == (1, 8, 16, 8)  # 128 x 32 entries
 
 
 def test_channel_attention_matches_numpy():
     x = rand(2, 3, 5, 6)
-    layer = L.ChannelAttention()
+    layer = cyclegan_attention.ChannelAttention()
     layer.build(x.shape)
     layer.gamma.assign(0.3)
     flat = x.reshape(2, 15, 6)
@@ -110,7 +111,7 @@ def test_channel_attention_matches_numpy():
 
 def test_cbam_matches_numpy():
     x = rand(2, 6, 7, 32)
-    layer = L.CBAM(32, reduction=16, kernel_size=7)
+    layer = style_attention.CBAM(32, reduction=16, kernel_size=7)
     layer.build(x.shape)
     bn = layer.spatial_gate.norm
     bn.gamma.assign([1.5])
@@ -137,9 +138,9 @@ def test_cbam_matches_numpy():
 
 
 @pytest.mark.parametrize("layer", [
-    L.InstanceNormalization(affine=True), L.ReflectionPadding2D(3),
-    L.SqueezeExcitation(16, 4), L.PositionAttention(16, 4, kv_pool=2),
-    L.ChannelAttention(), L.CBAM(16, 4, 3)], ids=lambda l: type(l).__name__)
+    layers.InstanceNormalization(affine=True), layers.ReflectionPadding2D(3),
+    cyclegan_attention.SqueezeExcitation(16, 4), cyclegan_attention.PositionAttention(16, 4, kv_pool=2),
+    cyclegan_attention.ChannelAttention(), style_attention.CBAM(16, 4, 3)], ids=lambda l: type(l).__name__)
 def test_layer_config_round_trip(layer):
     x = rand(1, 8, 8, 16)
     y = layer(x)
@@ -152,7 +153,7 @@ def test_layer_config_round_trip(layer):
 
 
 def test_nearest_upsampling_repeats_pixels_with_dynamic_sizes():
-    from tfstyle.layers import NearestUpsampling2D
+    from tfstyle.core.layers import NearestUpsampling2D
 
     x = np.random.default_rng(0).normal(size=(2, 5, 7, 3)).astype(np.float32)
     layer = NearestUpsampling2D(2)

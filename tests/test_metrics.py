@@ -7,8 +7,9 @@ import keras
 import numpy as np
 import pytest
 
-from tfstyle import inception, metrics, synthetic
-from tfstyle.images import list_images, read_image
+from tfstyle.core import synthetic
+from tfstyle.core.images import list_images, read_image
+from tfstyle.evaluation import inception, metrics
 
 
 def noisy(images, sigma, seed):

@@ -1,14 +1,12 @@
 """Generators and discriminator: shapes, parameter counts, gradients, serialisation."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import keras
-
-from tfstyle.models import PatchDiscriminator, ResnetGenerator, count_params
-
-BLOCKS = ["resnet", "se", "da"]
+from tfstyle.cyclegan.blocks import BLOCKS
+from tfstyle.cyclegan.networks import PatchDiscriminator, ResnetGenerator, count_params
 
 
 def tiny_generator(block, **kwargs):
@@ -126,3 +124,39 @@ def test_generator_under_mixed_precision_returns_float32():
         assert np.isfinite(y.numpy()).all()
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
+
+
+@pytest.fixture(scope="module")
+def toy_block():
+    """A block type registered the way a contributor adds one: one class, one decorator."""
+    from tfstyle.cyclegan.blocks import BLOCKS, ResnetBlock, block_type
+
+    @block_type("toy", "CycleToy", "residual branch scaled by a constant (test only)")
+    class ToyResnetBlock(ResnetBlock):
+        def __init__(self, dim, toy_scale=0.5, norm_affine=False, **kwargs):
+            super().__init__(dim, norm_affine=norm_affine, **kwargs)
+            self.toy_scale = float(toy_scale)
+
+        def call(self, x):
+            return x + self.toy_scale * self.residual(x)
+
+        def get_config(self):
+            return {**super().get_config(), "toy_scale": self.toy_scale}
+
+    yield ToyResnetBlock
+    del BLOCKS["toy"]
+
+
+def test_a_new_block_type_is_one_class_and_one_entry(toy_block, tmp_path):
+    from tfstyle import params
+    from tfstyle.cyclegan.trainer import CycleGANConfig
+    g = ResnetGenerator(ngf=4, n_blocks=2, block="toy", block_options={"toy_scale": 0.25})
+    x = images(1, 16, 16, 3)
+    y = g(x).numpy()
+    assert isinstance(g.blocks[0], toy_block) and g.blocks[0].toy_scale == 0.25
+    g.save(tmp_path / "toy.keras")
+    np.testing.assert_allclose(keras.models.load_model(tmp_path / "toy.keras")(x), y, atol=1e-6)
+    assert "CycleToy generator" in params.cyclegan_table(4, 4)
+    assert CycleGANConfig(dataroot="synthetic", model_dir=str(tmp_path), block="toy").block == "toy"
+    with pytest.raises(ValueError, match="toy_scale"):
+        ResnetGenerator(ngf=4, n_blocks=1, block="resnet", block_options={"toy_scale": 1.0})

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tfstyle import rating
+from tfstyle.evaluation import rating
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = ["run_a (CycleGAN)", "run_b (CycleSE)", "run_c (CycleDA)"]

@@ -14,9 +14,11 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tfstyle import inference, metrics, rating, report, synthetic
-from tfstyle.images import read_image
-from tfstyle.models import ResnetGenerator
+from tfstyle.core import synthetic
+from tfstyle.core.images import read_image
+from tfstyle.cyclegan import generators, translator
+from tfstyle.cyclegan.networks import ResnetGenerator
+from tfstyle.evaluation import metrics, rating, report
 
 REPO = Path(__file__).resolve().parents[1]
 BLOCKS = (("caricature", "resnet"), ("caricature_se", "se"), ("caricature_da", "da"))
@@ -25,9 +27,8 @@ LOSS_TAGS = ("G_gan", "F_gan", "cycle_A", "cycle_B", "idt_A", "idt_B", "D_A", "D
 
 def make_model(model_dir, block, dataroot, seed, logs=True):
     keras.utils.set_random_seed(seed)
-    generators = {d: ResnetGenerator(ngf=4, n_blocks=1, block=block)
-                  for d in inference.DIRECTIONS}
-    inference.save_generators(model_dir, generators, {
+    nets = {d: ResnetGenerator(ngf=4, n_blocks=1, block=block) for d in generators.DIRECTIONS}
+    generators.save_generators(model_dir, nets, {
         "block": block, "ngf": 4, "n_blocks": 1, "load_size": 40, "crop_size": 32,
         "dataroot": str(Path(dataroot).resolve()), "step": 30, "epoch": 3, "config": {}})
     if logs:
@@ -197,8 +198,8 @@ def test_build_report_native_sizes_unreadable_files_no_pairs(tmp_path):
     # Native sizes are kept, and the metrics are those of the written images.
     fake = read_image(out / "images/m1_run/test/AtoB/a2.png")
     assert fake.shape == (36, 46, 3)
-    g = inference.Translator(inference.load_generator(run, "AtoB"))
-    f = inference.Translator(inference.load_generator(run, "BtoA"))
+    g = translator.Translator(generators.load_generator(run, "AtoB"))
+    f = translator.Translator(generators.load_generator(run, "BtoA"))
     sources = [read_image(root / "testA" / f"{n}.png") for n in ("a1", "a2", "a3")]
     fakes = [g(x) for x in sources]
     np.testing.assert_array_equal(fakes[1], fake)

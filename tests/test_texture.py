@@ -17,8 +17,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tfstyle import clustering, gatys, providers, style_vector, texture_pipeline, vgg
-from tfstyle.contact_sheet import contact_sheet
+from tfstyle.core import vgg
+from tfstyle.texture_words import clustering, gatys, pipeline, providers, style_vector
+from tfstyle.texture_words.contact_sheet import contact_sheet
 
 REPO = Path(__file__).resolve().parents[1]
 WORD = "ふさふさ"
@@ -32,7 +33,7 @@ def base():
 
 @pytest.fixture(scope="module")
 def descriptor_model(base):
-    return texture_pipeline.descriptor_extractor(base)
+    return pipeline.descriptor_extractor(base)
 
 
 def stripes(size=32, period=6.0, phase=0.0, colors=((250, 120, 0), (0, 0, 230))):
@@ -126,10 +127,10 @@ def test_clustering_separates_two_texture_sets(descriptor_model):
     order = [0, 5, 1, 6, 2, 7, 3, 8, 4, 9]
     images = [(striped + noisy)[i] for i in order]
     truth = np.array([i >= 5 for i in order])
-    desc = texture_pipeline.describe_images(images, descriptor_model, style_size=32)
+    desc = pipeline.describe_images(images, descriptor_model, style_size=32)
     assert desc.grams["block5_conv1"].shape == (10, 512, 512)
     for seed in (0, 1):
-        labels = clustering.kmeans(texture_pipeline.clustering_matrix(desc, "nsv"), k=2,
+        labels = clustering.kmeans(pipeline.clustering_matrix(desc, "nsv"), k=2,
                                    seed=seed).labels
         assert {tuple(truth[labels == j]) for j in range(2)} == {(False,) * 5, (True,) * 5}
 
@@ -162,8 +163,8 @@ def test_auto_picks_the_most_coherent_cluster_of_useful_size():
 
 def test_cluster_style_target_is_the_mean_gram(descriptor_model, base):
     images = [stripes(), noise(seed=4), stripes(period=4.0)]
-    desc = texture_pipeline.describe_images(images, descriptor_model, style_size=None)
-    targets = texture_pipeline.cluster_style_targets(desc, [0, 2])
+    desc = pipeline.describe_images(images, descriptor_model, style_size=None)
+    targets = pipeline.cluster_style_targets(desc, [0, 2])
     feats = vgg.vgg19_feature_extractor(gatys.STYLE_LAYERS, base=base)
     for name in gatys.STYLE_LAYERS:
         grams = [style_vector.gram_matrix(feats(images[i][None].astype(np.float32))[name])[0]
@@ -177,9 +178,9 @@ def test_fc6_features_and_combined_descriptors():
     model = style_vector.fc6_extractor(weights="random")
     feats = style_vector.fc6_features([noise(40, 1), stripes(24)], model)
     assert feats.shape == (2, 4096) and np.isfinite(feats).all() and (feats >= 0).all()
-    desc = texture_pipeline.ImageDescriptors(
+    desc = pipeline.ImageDescriptors(
         style_vectors=np.ones((2, 5)), fc6=feats, grams={})
-    both = texture_pipeline.clustering_matrix(desc, "both")
+    both = pipeline.clustering_matrix(desc, "both")
     assert both.shape == (2, 5 + 4096)
     np.testing.assert_allclose(np.linalg.norm(both, axis=1), 1.0, rtol=1e-6)
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfstyle import vgg
+from tfstyle.core import vgg
 
 
 @pytest.fixture(scope="module")

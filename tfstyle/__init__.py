@@ -1,7 +1,7 @@
 """tfstyle: impression and style transfer for images on TensorFlow 2 + Keras 3.
 
 Importing the package is cheap; TensorFlow loads with the modules that need it
-(`tfstyle.models`, `tfstyle.layers`, ...).
+(the subpackages: `tfstyle.cyclegan`, `tfstyle.style`, ...; see docs/architecture.md).
 """
 
 import os

@@ -43,7 +43,7 @@ def _validate():
     # Plain file checks (no TensorFlow import), so a wrong flag fails at once.
     import json
 
-    from tfstyle.images import list_images
+    from tfstyle.core.images import list_images
 
     for d in FLAGS.model_dir:
         for name in ("AtoB.keras", "BtoA.keras", "info.json"):
@@ -87,8 +87,11 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     dataroot = _validate()
-    from tfstyle import report
-    from tfstyle.inception import InceptionWeightsMismatchError, InceptionWeightsUnavailableError
+    from tfstyle.evaluation import report
+    from tfstyle.evaluation.inception import (
+        InceptionWeightsMismatchError,
+        InceptionWeightsUnavailableError,
+    )
 
     try:
         result = report.build_report(

@@ -36,7 +36,7 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from tfstyle import rating
+    from tfstyle.evaluation import rating
 
     db = Path(FLAGS.db)
     if not db.parent.is_dir():

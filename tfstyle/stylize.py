@@ -14,7 +14,8 @@ from pathlib import Path
 
 from absl import app, flags
 
-from tfstyle.stylize_flags import define_stylize_flags, stylize_options_from_flags
+from tfstyle.core.config import define_flags, from_flags
+from tfstyle.style.stylizer import StylizeOptions
 
 FLAGS = flags.FLAGS
 
@@ -23,7 +24,7 @@ flags.DEFINE_string("model_dir", None, "Training folder holding autoencoder/ "
 flags.DEFINE_string("content", None, "Content image (any format Pillow reads).")
 flags.DEFINE_string("style", None, "Style image.")
 flags.DEFINE_string("out", None, "Output image (.png, .jpg, ...).")
-define_stylize_flags()
+define_flags(StylizeOptions)
 flags.DEFINE_boolean("save_attention", False,
                      "Also write the attention map as OUT_attention.png (and OUT_mask.png).")
 
@@ -33,10 +34,7 @@ flags.mark_flags_as_required(["model_dir", "content", "style", "out"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    try:
-        options = stylize_options_from_flags()
-    except ValueError as err:
-        raise app.UsageError(str(err)) from err
+    options, _ = from_flags(StylizeOptions)
     for flag in ("content", "style"):
         if not Path(FLAGS[flag].value).is_file():
             raise app.UsageError(f"--{flag}={FLAGS[flag].value}: file not found")
@@ -44,9 +42,9 @@ def main(argv):
     if not out.suffix:
         raise app.UsageError(f"--out={FLAGS.out}: give a file name with an image suffix (.png)")
 
-    from tfstyle.attention_models import load_autoencoder
-    from tfstyle.images import ImageError, read_image, write_image
-    from tfstyle.stylize_lib import Stylizer, attention_image
+    from tfstyle.core.images import ImageError, read_image, write_image
+    from tfstyle.style.autoencoder import load_autoencoder
+    from tfstyle.style.stylizer import Stylizer, attention_image
 
     try:
         model, info = load_autoencoder(FLAGS.model_dir)

@@ -106,14 +106,15 @@ def _config():
     for name in ("content_weight", "style_weight", "tv_weight"):
         if getattr(FLAGS, name) < 0:
             _fail(name, f"must be >= 0, got {getattr(FLAGS, name)}")
-    from tfstyle import gatys, texture_pipeline, vgg
+    from tfstyle.core import vgg
+    from tfstyle.texture_words import gatys, pipeline
 
     try:
         vgg.keras_layer_name(FLAGS.content_layer)
     except ValueError as err:
         _fail("content_layer", str(err))
 
-    return texture_pipeline.TextureConfig(
+    return pipeline.TextureConfig(
         clusters=FLAGS.clusters,
         cluster=cluster,
         features=FLAGS.features,
@@ -139,7 +140,7 @@ def _config():
 
 
 def _provider():
-    from tfstyle import providers
+    from tfstyle.texture_words import providers
 
     if FLAGS.provider == "local":
         return providers.LocalFolderProvider(FLAGS.images)
@@ -164,7 +165,8 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     config = _config()
-    from tfstyle import providers, texture_pipeline, vgg
+    from tfstyle.core import vgg
+    from tfstyle.texture_words import pipeline, providers
 
     out = Path(FLAGS.out)
     sheet = Path(FLAGS.contact_sheet) if FLAGS.contact_sheet else \
@@ -173,7 +175,7 @@ def main(argv):
         print("WARNING: --weights=random: VGG19 is untrained, results are meaningless.",
               file=sys.stderr)
     try:
-        texture_pipeline.texture_transfer(
+        pipeline.texture_transfer(
             FLAGS.word, _provider(), FLAGS.content, out, sheet, config,
             log=lambda msg: print(msg, flush=True), progress=_progress,
         )

@@ -32,8 +32,9 @@ def main(argv):
         raise app.UsageError(f"--tile={FLAGS.tile}: must be a multiple of 4 and at least 16")
     if not 0 <= FLAGS.overlap < FLAGS.tile // 2:
         raise app.UsageError(f"--overlap={FLAGS.overlap}: must be in [0, tile/2)")
-    from tfstyle.images import ImageError, list_images, read_image, write_image
-    from tfstyle.inference import Translator, load_generator
+    from tfstyle.core.images import ImageError, list_images, read_image, write_image
+    from tfstyle.cyclegan.generators import load_generator
+    from tfstyle.cyclegan.translator import Translator
     try:
         translator = Translator(load_generator(FLAGS.model_dir, FLAGS.direction),
                                 FLAGS.tile, FLAGS.overlap)

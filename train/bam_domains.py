@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import os
 
-from absl import app
-from absl import flags
+from absl import app, flags
 
-from tfstyle import bam
+from tfstyle.bam import build as bam
 
 
 def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:

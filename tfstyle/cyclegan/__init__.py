@@ -1,0 +1,2 @@
+"""CycleGAN, CycleSE and CycleDA: residual blocks (the registry), networks, losses, data,
+trainer, translator."""

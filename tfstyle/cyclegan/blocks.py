@@ -1,0 +1,168 @@
+"""Residual blocks of the CycleGAN-family generator, and the registry that names them.
+
+`BLOCKS` maps a block name (the `--block` flag, `ResnetGenerator(block=...)`) to its class
+and the label reports and tables show. Everything that lists block types reads it: the
+generator, `python -m tfstyle.params`, the evaluation report, the benchmarks and the tests.
+A new block type is one class here with `@block_type(...)`: its constructor takes
+`(dim, <options>, norm_affine=False, **kwargs)`; the options (keyword arguments with
+defaults) reach it from `ResnetGenerator(block_options={...})`, and the CycleGAN trainer
+fills them from the run-config fields of the same names.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import keras
+
+from tfstyle.core.layers import (
+    InstanceNormalization,
+    ReflectionPadding2D,
+    conv2d,
+    register,
+)
+from tfstyle.cyclegan.attention import (
+    DEFAULT_MAX_ATTENTION_SIZE,
+    ChannelAttention,
+    PositionAttention,
+    SqueezeExcitation,
+)
+
+
+@dataclass(frozen=True)
+class BlockType:
+    """A registered residual block: its class, the model name it makes (CycleGAN, CycleSE,
+    ...) and a one-line description."""
+    name: str
+    cls: type
+    label: str
+    description: str
+
+    @property
+    def option_names(self) -> tuple[str, ...]:
+        """The block's own options: its constructor's keyword arguments after `dim`."""
+        skip = {"self", "dim", "norm_affine", "kwargs"}
+        return tuple(p for p in inspect.signature(self.cls.__init__).parameters if p not in skip)
+
+    def make(self, dim: int, options: dict, norm_affine: bool, name: str):
+        return self.cls(dim, norm_affine=norm_affine, name=name,
+                        **{k: v for k, v in options.items() if k in self.option_names})
+
+
+BLOCKS: dict[str, BlockType] = {}
+
+
+def block_type(name: str, label: str, description: str):
+    """Class decorator: register a residual block (also for Keras serialization)."""
+    def add(cls):
+        if name in BLOCKS:
+            raise ValueError(f"block type {name!r} is registered twice")
+        BLOCKS[name] = BlockType(name, register(cls), label, description)
+        return cls
+    return add
+
+
+
+@block_type("resnet", "CycleGAN", "plain residual block (Johnson et al.; the official CycleGAN)")
+class ResnetBlock(keras.layers.Layer):
+    """CycleGAN residual block: y = x + R(x), no activation after the addition.
+
+    R(x) = IN(conv3x3(pad1(ReLU(IN(conv3x3(pad1(x)))))))  (reflection padding)
+    Shapes: [B, H, W, dim] -> [B, H, W, dim].
+    """
+
+    def __init__(self, dim, norm_affine=False, **kwargs):
+        super().__init__(**kwargs)
+        self.dim = int(dim)
+        self.norm_affine = bool(norm_affine)
+        self.branch = [
+            ReflectionPadding2D(1), conv2d(self.dim, 3, name="conv1"),
+            InstanceNormalization(affine=self.norm_affine, name="norm1"),
+            keras.layers.ReLU(),
+            ReflectionPadding2D(1), conv2d(self.dim, 3, name="conv2"),
+            InstanceNormalization(affine=self.norm_affine, name="norm2"),
+        ]
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        for layer in self.branch:
+            layer.build(shape)
+            shape = layer.compute_output_shape(shape)
+
+    def residual(self, x):
+        """R(x), the residual branch."""
+        for layer in self.branch:
+            x = layer(x)
+        return x
+
+    def call(self, x):
+        return x + self.residual(x)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "dim": self.dim, "norm_affine": self.norm_affine}
+
+
+@block_type("se", "CycleSE", "squeeze-and-excitation on the residual branch (caricature seed)")
+class SEResnetBlock(ResnetBlock):
+    """CycleSE's SE-residual block: y = x + SE(R(x)).
+
+    The squeeze-and-excitation gate (reduction r = 16) rescales the residual branch's channels
+    before the addition. Shapes: [B, H, W, dim] -> [B, H, W, dim].
+    """
+
+    def __init__(self, dim, se_reduction=16, norm_affine=False, **kwargs):
+        super().__init__(dim, norm_affine=norm_affine, **kwargs)
+        self.se_reduction = int(se_reduction)
+        self.se = SqueezeExcitation(self.dim, self.se_reduction, name="se")
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.se.build(input_shape)
+
+    def call(self, x):
+        return x + self.se(self.residual(x))
+
+    def get_config(self):
+        return {**super().get_config(), "se_reduction": self.se_reduction}
+
+
+@block_type("da", "CycleDA", "DANet position + channel attention on the residual branch (caricature seed)")
+class DAResnetBlock(ResnetBlock):
+    """CycleDA's DA-residual block: y = x + (PAM(R(x)) + CAM(R(x))) / 2.
+
+    DANet's position (PAM) and channel (CAM) attention modules both read the residual branch.
+    DANet fuses its two branches by a sum; we take their mean, so that with DANet's gamma = 0
+    initialisation the block starts as the plain residual block (the seed's figure shows the
+    two modules side by side on the branch and gives no fusion weight).
+    Shapes: [B, H, W, dim] -> [B, H, W, dim].
+    """
+
+    def __init__(self, dim, pam_reduction=8, pam_kv_pool=1,
+                 pam_max_attention_size=DEFAULT_MAX_ATTENTION_SIZE, norm_affine=False,
+                 **kwargs):
+        super().__init__(dim, norm_affine=norm_affine, **kwargs)
+        self.pam_reduction = int(pam_reduction)
+        self.pam_kv_pool = int(pam_kv_pool)
+        self.pam_max_attention_size = int(pam_max_attention_size)
+        self.pam = PositionAttention(self.dim, self.pam_reduction, self.pam_kv_pool,
+                                     self.pam_max_attention_size, name="pam")
+        self.cam = ChannelAttention(name="cam")
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.pam.build(input_shape)
+        self.cam.build(input_shape)
+
+    def call(self, x):
+        r = self.residual(x)
+        return x + 0.5 * (self.pam(r) + self.cam(r))
+
+    def get_config(self):
+        return {**super().get_config(), "pam_reduction": self.pam_reduction,
+                "pam_kv_pool": self.pam_kv_pool,
+                "pam_max_attention_size": self.pam_max_attention_size}
+

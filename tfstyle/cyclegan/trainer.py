@@ -1,0 +1,418 @@
+"""CycleGAN / CycleSE / CycleDA training (Zhu et al. 2017; the caricature and emotion seeds).
+
+G: A -> B and F: B -> A with discriminators D_A (on A) and D_B (on B):
+
+  L_G = GAN(D_B(G(a)), 1) + GAN(D_A(F(b)), 1)
+        + lambda_cycle * (|F(G(a)) - a|_1 + |G(F(b)) - b|_1)
+        + lambda_identity * lambda_cycle * (|G(b) - b|_1 + |F(a) - a|_1)
+        + paired_l1 * (|G(a) - b|_1 + |F(b) - a|_1)           (Cyclepix, paired data only)
+  L_D = 0.5 * (GAN(D_B(b), 1) + GAN(D_B(pool_B(G(a))), 0))
+        + 0.5 * (GAN(D_A(a), 1) + GAN(D_A(pool_A(F(b))), 0))
+
+One step updates G and F with Adam(lr, 0.5, 0.999), then D_A and D_B with the fakes made
+before that update, as the official code does. The learning rate is constant for `epochs`
+epochs, then decays linearly over `decay_epochs` more (the official "linear" rule).
+
+The step is written once for every tf.distribute strategy: each replica computes its share
+of the global-batch mean (tf.nn.compute_average_loss), Keras optimizers sum the replicas'
+gradients, and the image pools are queried on the gathered global batch, so one device,
+several GPUs and several machines follow the same trajectory for the same global batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+from tfstyle.core import synthetic
+from tfstyle.core.config import setting
+from tfstyle.core.images import (
+    from_model_range,
+    list_images,
+    read_image,
+    resize,
+    to_model_range,
+    write_image,
+)
+from tfstyle.core.training import (
+    Checkpoints,
+    Progress,
+    RunSettings,
+    StepHooks,
+    start_run,
+    summary_writer,
+)
+from tfstyle.cyclegan import generators, losses, translator
+from tfstyle.cyclegan.blocks import BLOCKS
+from tfstyle.cyclegan.data import UnalignedData, load_domain
+from tfstyle.cyclegan.networks import PatchDiscriminator, ResnetGenerator
+from tfstyle.cyclegan.pool import ImagePool
+
+MIXED_PRECISION = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+
+# Settings that shape the checkpoints: a resumed run must keep them.
+RESUME_KEYS = ("block", "ngf", "ndf", "n_blocks", "n_layers_d", "crop_size", "batch_size",
+               "pool_size", "seed", "norm_affine", "pam_kv_pool")
+
+
+@dataclass
+class CycleGANConfig(RunSettings):
+    """Every setting of a CycleGAN run; `python -m train.cyclegan` has a flag for each."""
+    dataroot: str = setting(
+        "", "Folder with trainA/ and trainB/ (optional testA/, testB/); 'synthetic' trains on "
+        "the built-in demo data.", required="give the folder holding trainA/ and trainB/ (or "
+        "'synthetic' for the built-in demo data)")
+    block: str = setting("resnet", "Residual block: " + ", ".join(
+        f"{name} ({b.label})" for name, b in BLOCKS.items()) + ".", choices=BLOCKS)
+    ngf: int = setting(64, "Generator filters in the first layer.", min=1)
+    ndf: int = setting(64, "Discriminator filters in the first layer.", min=1)
+    n_blocks: int = setting(9, "Residual blocks (9 at 256 px, 6 at 128).", min=0)
+    n_layers_d: int = setting(3, "PatchGAN layers (3: 70x70 patches).", min=1)
+    norm_affine: bool = setting(False, "Instance norm with scale/offset.")
+    pam_kv_pool: int = setting(1, "CycleDA: pool keys/values of the position attention by "
+                               "this factor.", min=1)
+    load_size: int = setting(286, "Resize images to this square size.", min=1)
+    crop_size: int = setting(256, "Random crop size (divisible by 4).", min=1)
+    batch_size: int = setting(1, "Images per replica per step.", min=1)
+    epochs: int = setting(100, "Epochs at the initial learning rate.", min=0)
+    decay_epochs: int = setting(100, "Epochs of linear learning-rate decay to 0 after "
+                                "--epochs.", min=0)
+    lr: float = setting(2e-4, "Adam learning rate.", above=0)
+    beta1: float = setting(0.5, "Adam beta_1.", min=0, below=1)
+    gan_mode: str = setting("lsgan", "GAN objective.", choices=losses.GAN_MODES)
+    lambda_cycle: float = setting(10.0, "Weight of the cycle losses.", min=0)
+    lambda_identity: float = setting(0.5, "Identity loss weight, relative to --lambda_cycle "
+                                     "(0 disables it).", min=0)
+    paired_l1: float = setting(0.0, "Cyclepix: weight of an L1 loss to the paired target "
+                               "(files with the same name in trainA/ and trainB/); 0 disables "
+                               "it.", min=0)
+    pool_size: int = setting(50, "Image pool size (0 disables it).", min=0)
+    mixed_precision: str = setting("none", "Mixed precision policy (float16 uses loss "
+                                   "scaling).", choices=tuple(MIXED_PRECISION))
+    jit_compile: bool = setting(True, "Compile the per-replica forward/backward passes with "
+                                "XLA.")
+    num_samples: int = setting(8, "Test images translated per direction at the end of each "
+                               "epoch.", min=0)
+    max_steps: int = setting(0, "Stop after this many steps in total (0: train all epochs).",
+                             min=0)
+
+    def validate(self):
+        self.need(self.epochs + self.decay_epochs >= 1, "epochs",
+                  "epochs + decay_epochs must be >= 1")
+        self.need(self.crop_size % 4 == 0, "crop_size",
+                  "must be divisible by 4 (the generator downsamples twice)")
+        self.need(self.crop_size <= self.load_size, "crop_size",
+                  f"must not exceed --load_size={self.load_size}")
+        self.need(self.crop_size >= 2 ** (self.n_layers_d + 2), "crop_size",
+                  f"too small for a {self.n_layers_d}-layer PatchGAN (at least "
+                  f"{2 ** (self.n_layers_d + 2)})")
+
+    @property
+    def block_options(self) -> dict:
+        """The options of the chosen block type, from the fields of the same names."""
+        return {k: getattr(self, k) for k in BLOCKS[self.block].option_names
+                if hasattr(self, k)}
+
+    def lr_factor(self, epoch: int) -> float:
+        """Learning-rate multiplier during 0-based `epoch` (the official linear rule)."""
+        return 1.0 - max(0, epoch + 1 - self.epochs) / (self.decay_epochs + 1)
+
+    @property
+    def total_epochs(self) -> int:
+        return self.epochs + self.decay_epochs
+
+
+def _set_policy(name):
+    keras.mixed_precision.set_dtype_policy(name)
+
+
+class CycleGAN:
+    """The four networks, two optimizers and two image pools of a run, and its train step."""
+
+    def __init__(self, config: CycleGANConfig, strategy: tf.distribute.Strategy):
+        self.config, self.strategy = config, strategy
+        self.global_batch = config.batch_size * strategy.num_replicas_in_sync
+        c = config
+        keras.utils.set_random_seed(c.seed)  # the initial weights
+        previous = keras.mixed_precision.dtype_policy().name
+        _set_policy(MIXED_PRECISION[c.mixed_precision])
+        try:
+            with strategy.scope():
+                gen = lambda name: ResnetGenerator(  # noqa: E731
+                    c.ngf, c.n_blocks, c.block, norm_affine=c.norm_affine,
+                    block_options=c.block_options, name=name)
+                disc = lambda name: PatchDiscriminator(  # noqa: E731
+                    c.ndf, c.n_layers_d, norm_affine=c.norm_affine, name=name)
+                self.G, self.F = gen("G_AtoB"), gen("F_BtoA")
+                self.D_A, self.D_B = disc("D_A"), disc("D_B")
+                shape = (None, c.crop_size, c.crop_size, 3)
+                for net in (self.G, self.F, self.D_A, self.D_B):
+                    net.build(shape)
+                self.g_vars = self.G.trainable_weights + self.F.trainable_weights
+                self.d_vars = self.D_A.trainable_weights + self.D_B.trainable_weights
+                self.opt_G, self.opt_D = self._optimizer(), self._optimizer()
+                self.opt_G.build(self.g_vars)
+                self.opt_D.build(self.d_vars)
+                image_shape = (c.crop_size, c.crop_size, 3)
+                self.pool_A = ImagePool(c.pool_size, image_shape, name="pool_A")
+                self.pool_B = ImagePool(c.pool_size, image_shape, name="pool_B")
+        finally:
+            _set_policy(previous)
+        # Progress counters live on the host; they are checkpointed with the networks.
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
+        self.checkpoint = tf.train.Checkpoint(
+            G=self.G, F=self.F, D_A=self.D_A, D_B=self.D_B, opt_G=self.opt_G, opt_D=self.opt_D,
+            pool_A=self.pool_A, pool_B=self.pool_B, step=self.step, epoch=self.epoch,
+            step_in_epoch=self.step_in_epoch)
+        jit = c.jit_compile
+        self._g_grads = tf.function(self._generator_gradients, jit_compile=jit)
+        self._d_grads = tf.function(self._discriminator_gradients, jit_compile=jit)
+        self.train_step = tf.function(self._train_step)
+
+    def _optimizer(self):
+        c = self.config
+        opt = keras.optimizers.Adam(c.lr, beta_1=c.beta1, beta_2=0.999)
+        if c.mixed_precision == "float16":
+            opt = keras.optimizers.LossScaleOptimizer(opt)
+        return opt
+
+    def set_learning_rate(self, epoch: int) -> float:
+        lr = self.config.lr * self.config.lr_factor(epoch)
+        for opt in (self.opt_G, self.opt_D):
+            opt.learning_rate.assign(lr)
+        return lr
+
+    # -- per-replica computations ---------------------------------------------------------
+    def _mean(self, per_example):
+        return tf.nn.compute_average_loss(per_example, global_batch_size=self.global_batch)
+
+    def _generator_gradients(self, a, b):
+        c = self.config
+        n = tf.shape(a)[0]
+        identity = c.lambda_identity > 0
+        with tf.GradientTape() as tape:
+            # With the identity loss, G(a) and G(b) share one batched call (likewise F): the
+            # same arithmetic per image (instance norm is per image) in fewer, larger ops.
+            if identity:
+                g_out = self.G(tf.concat([a, b], 0), training=True)
+                f_out = self.F(tf.concat([b, a], 0), training=True)
+                fake_b, idt_b = g_out[:n], g_out[n:]
+                fake_a, idt_a = f_out[:n], f_out[n:]
+            else:
+                fake_b = self.G(a, training=True)
+                fake_a = self.F(b, training=True)
+            rec_a = self.F(fake_b, training=True)
+            rec_b = self.G(fake_a, training=True)
+            terms = {
+                "G_gan": losses.gan_loss(self.D_B(fake_b), True, c.gan_mode),
+                "F_gan": losses.gan_loss(self.D_A(fake_a), True, c.gan_mode),
+                "cycle_A": c.lambda_cycle * losses.l1(rec_a, a),
+                "cycle_B": c.lambda_cycle * losses.l1(rec_b, b),
+            }
+            if identity:
+                weight = c.lambda_identity * c.lambda_cycle
+                terms["idt_A"] = weight * losses.l1(idt_b, b)
+                terms["idt_B"] = weight * losses.l1(idt_a, a)
+            if c.paired_l1 > 0:
+                terms["pix_AtoB"] = c.paired_l1 * losses.l1(fake_b, b)
+                terms["pix_BtoA"] = c.paired_l1 * losses.l1(fake_a, a)
+            terms = {k: self._mean(v) for k, v in terms.items()}
+            total = tf.add_n(list(terms.values()))
+            scaled = self.opt_G.scale_loss(total)
+        grads = tape.gradient(scaled, self.g_vars)
+        return grads, terms, fake_a, fake_b
+
+    def _discriminator_gradients(self, a, b, fake_a, fake_b):
+        mode = self.config.gan_mode
+        with tf.GradientTape() as tape:
+            terms = {
+                "D_A": self._mean(0.5 * (losses.gan_loss(self.D_A(a), True, mode)
+                                         + losses.gan_loss(self.D_A(fake_a), False, mode))),
+                "D_B": self._mean(0.5 * (losses.gan_loss(self.D_B(b), True, mode)
+                                         + losses.gan_loss(self.D_B(fake_b), False, mode))),
+            }
+            scaled = self.opt_D.scale_loss(terms["D_A"] + terms["D_B"])
+        return tape.gradient(scaled, self.d_vars), terms
+
+    def _generator_step(self, a, b):
+        grads, terms, fake_a, fake_b = self._g_grads(a, b)
+        self.opt_G.apply_gradients(zip(grads, self.g_vars))
+        return terms, fake_a, fake_b
+
+    def _discriminator_step(self, a, b, fake_a, fake_b):
+        grads, terms = self._d_grads(a, b, fake_a, fake_b)
+        self.opt_D.apply_gradients(zip(grads, self.d_vars))
+        return terms
+
+    # -- the distributed step -------------------------------------------------------------
+    def _pooled(self, pool, fakes, seed):
+        """Query `pool` with the global batch of `fakes` and hand each replica its slice."""
+        if pool.size == 0:
+            return fakes
+        size = self.config.crop_size
+        everything = tf.ensure_shape(self.strategy.gather(fakes, axis=0),
+                                     [self.global_batch, size, size, 3])
+        pooled = pool.query(everything, seed)
+        per_replica = self.config.batch_size
+        return self.strategy.experimental_distribute_values_from_function(
+            lambda ctx: pooled[ctx.replica_id_in_sync_group * per_replica:
+                               (ctx.replica_id_in_sync_group + 1) * per_replica])
+
+    def _train_step(self, batch):
+        a, b = batch
+        g_terms, fake_a, fake_b = self.strategy.run(self._generator_step, args=(a, b))
+        seed = tf.stack([tf.constant(self.config.seed, tf.int32),
+                         tf.cast(self.step, tf.int32)])
+        fake_a = self._pooled(self.pool_A, fake_a, seed)
+        fake_b = self._pooled(self.pool_B, fake_b, seed + 1)
+        d_terms = self.strategy.run(self._discriminator_step, args=(a, b, fake_a, fake_b))
+        self.step.assign_add(1)
+        reduce = lambda v: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)  # noqa: E731
+        return {k: reduce(v) for k, v in {**g_terms, **d_terms}.items()}
+
+
+def prepare_dataroot(config: CycleGANConfig) -> Path:
+    """The data folder; 'synthetic' writes the built-in demo data under model_dir first."""
+    if config.dataroot == "synthetic":
+        root = Path(config.model_dir) / "synthetic_data"
+        synthetic.make_dataset(root, seed=config.seed)
+        return root
+    root = Path(config.dataroot)
+    if not root.is_dir():
+        raise FileNotFoundError(f"--dataroot={config.dataroot}: no such folder")
+    return root
+
+
+def _sample_images(folder: Path, count: int, size: int):
+    """Up to `count` readable images of `folder`, shorter side resized to `size` (multiple
+    of 4), for sample translations."""
+    out = []
+    if not folder.is_dir():
+        return out
+    for path in list_images(folder):
+        if len(out) == count:
+            break
+        try:
+            image = read_image(path)
+        except ValueError:
+            continue
+        h, w = image.shape[:2]
+        scale = size / min(h, w)
+        out.append((path.stem, resize(image, (max(4, round(h * scale / 4) * 4),
+                                              max(4, round(w * scale / 4) * 4)))))
+    return out
+
+
+def _write_samples(model: CycleGAN, root: Path, out_dir: Path, count: int) -> int:
+    written = 0
+    for direction, generator, source in (("AtoB", model.G, "A"), ("BtoA", model.F, "B")):
+        folder = root / f"test{source}"
+        if not folder.is_dir():
+            folder = root / f"train{source}"
+        translate = translator.Translator(generator, tile=max(512, model.config.crop_size))
+        for stem, image in _sample_images(folder, count, model.config.crop_size):
+            write_image(out_dir / direction / f"{stem}.png", translate(image))
+            written += 1
+    return written
+
+
+def _image_grid(model: CycleGAN, a, b):
+    """[2, H, 3W, 3] uint8: (input, translated, reconstructed) for A->B and B->A."""
+    fake_b, fake_a = model.G(a), model.F(b)
+    rows = [tf.concat([a, fake_b, model.F(fake_b)], axis=2),
+            tf.concat([b, fake_a, model.G(fake_a)], axis=2)]
+    return tf.cast(tf.clip_by_value(from_model_range(tf.concat(rows, 0)), 0, 255), tf.uint8)
+
+
+def train(config: CycleGANConfig, strategy: tf.distribute.Strategy | None = None,
+          flags_text: str | None = None) -> dict:
+    """Train (or resume) a run in config.model_dir; returns a summary dict.
+
+    Writes MODEL_DIR/config.json (+ flags.txt when `flags_text` is given), checkpoints/,
+    logs/ (TensorBoard), samples/epoch_NNN/{AtoB,BtoA}/ and, at the end, generators/
+    (see tfstyle.inference).
+    """
+    c = config
+    strategy, chief, model_dir = start_run(c, RESUME_KEYS, flags_text, strategy)
+    root = prepare_dataroot(c)
+    cache = model_dir / "cache"
+    domain_a = load_domain(root / "trainA", c.load_size, cache)
+    domain_b = load_domain(root / "trainB", c.load_size, cache)
+    data = UnalignedData(domain_a, domain_b, c.crop_size, c.seed, paired=c.paired_l1 > 0)
+    model = CycleGAN(c, strategy)
+    steps_per_epoch = data.steps_per_epoch(model.global_batch)
+    total_steps = steps_per_epoch * c.total_epochs
+    if c.max_steps:
+        total_steps = min(total_steps, c.max_steps)
+    logging.info("A: %d images (%d skipped), B: %d images (%d skipped); %d steps per epoch "
+                 "of global batch %d", len(domain_a), len(domain_a.skipped), len(domain_b),
+                 len(domain_b.skipped), steps_per_epoch, model.global_batch)
+
+    checkpoints = Checkpoints(model.checkpoint, model_dir / "checkpoints", chief,
+                              c.keep_checkpoints)
+    resumed = checkpoints.restore()
+    writer = summary_writer(model_dir, chief)
+    grid_a = tf.constant(to_model_range(domain_a.images[:1, :c.crop_size, :c.crop_size]))
+    grid_b = tf.constant(to_model_range(domain_b.images[:1, :c.crop_size, :c.crop_size]))
+    grid = tf.function(lambda a, b: _image_grid(model, a, b))
+
+    step = int(model.step.numpy())
+    lr = c.lr
+    hooks = StepHooks(checkpoints, writer, Progress(total_steps, start=step, enabled=chief),
+                      total_steps, c.log_every_steps, c.image_every_steps, c.save_every_steps,
+                      images_fn=lambda: grid(grid_a, grid_b), image_tag="A_to_B_to_A__B_to_A_to_B",
+                      extra_scalars=lambda: {"learning_rate": lr})
+    losses_now: dict = {}
+    started = time.perf_counter()
+    while step < total_steps:
+        epoch, start = int(model.epoch.numpy()), int(model.step_in_epoch.numpy())
+        epoch_started, epoch_first_step = time.perf_counter(), step
+        lr = model.set_learning_rate(epoch)
+        dataset = strategy.distribute_datasets_from_function(
+            lambda ctx, e=epoch, s=start: data.dataset(e, s, model.global_batch, ctx))
+        for batch in dataset:
+            out = model.train_step(batch)
+            step += 1
+            model.step_in_epoch.assign_add(1)  # before a checkpoint: the data position
+            losses_now = hooks(step, out, model.global_batch, {"epoch": epoch + 1})
+            if step >= total_steps:
+                break
+        if int(model.step_in_epoch.numpy()) >= steps_per_epoch:
+            seconds = time.perf_counter() - epoch_started
+            logging.info("epoch %d done: %d steps in %.1f s (%.3f s/step)", epoch + 1,
+                         step - epoch_first_step, seconds, seconds / max(1, step - epoch_first_step))
+            model.epoch.assign_add(1)
+            model.step_in_epoch.assign(0)
+            if chief and c.num_samples:
+                _write_samples(model, root, model_dir / "samples" / f"epoch_{epoch + 1:03d}",
+                               c.num_samples)
+        checkpoints.save(step)
+    writer.flush()
+
+    info = {"block": c.block, "ngf": c.ngf, "n_blocks": c.n_blocks, "norm_affine": c.norm_affine,
+            "load_size": c.load_size, "crop_size": c.crop_size, "dataroot": str(root.resolve()),
+            "step": step, "epoch": int(model.epoch.numpy()), "config": dataclasses.asdict(c)}
+    summary = {
+        "steps": step, "epochs": int(model.epoch.numpy()),
+        "resumed_from": resumed, "losses": losses_now,
+        "images_A": len(domain_a), "images_B": len(domain_b),
+        "skipped": [str(domain_a.folder / n) for n, _ in domain_a.skipped]
+        + [str(domain_b.folder / n) for n, _ in domain_b.skipped],
+        "seconds": time.perf_counter() - started,
+    }
+    if chief:
+        generators.save_generators(model_dir, {"AtoB": model.G, "BtoA": model.F}, info)
+        if c.num_samples:
+            summary["samples"] = _write_samples(model, root, model_dir / "samples" / "final",
+                                                c.num_samples)
+        (model_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary

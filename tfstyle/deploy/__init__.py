@@ -1,0 +1,2 @@
+"""Shipping models: SavedModel for TF Serving, LiteRT for phones, agreement checks, the serving
+client."""

@@ -1,0 +1,1 @@
+"""Evaluation: FID/KID/PSNR/SSIM, the HTML comparison report, the rating study."""
