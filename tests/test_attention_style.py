@@ -29,13 +29,9 @@ from tfstyle.style.autoencoder import (
     save_autoencoder,
 )
 from tfstyle.style.data import ContentData, builtin_style_image
+from tfstyle.style.losses import autoencoder_losses
 from tfstyle.style.stylizer import StylizeOptions, Stylizer
-from tfstyle.style.trainer import (
-    AutoencoderConfig,
-    AutoencoderTrainer,
-    autoencoder_losses,
-    train,
-)
+from tfstyle.style.trainer import AutoencoderConfig, AutoencoderTrainer, train
 
 REPO = Path(__file__).resolve().parents[1]
 

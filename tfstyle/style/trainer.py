@@ -24,7 +24,8 @@ The step runs under any tf.distribute strategy as the CycleGAN trainer's does: p
 losses are shares of the global-batch mean (tf.nn.compute_average_loss), the Keras optimizer
 sums the replicas' gradients in apply_gradients, and the per-replica forward/backward can be
 XLA-compiled (jit_compile) with the optimizer outside it. Checkpoints, resume, progress,
-TensorBoard and config.json come from tfstyle.training.
+TensorBoard and config.json come from tfstyle.core.training; the loss terms are in
+tfstyle.style.losses.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ from tfstyle.style.autoencoder import (
     save_autoencoder,
 )
 from tfstyle.style.data import ContentData, builtin_style_image, prepare_content
+from tfstyle.style.losses import autoencoder_losses
 
 # Settings that shape the checkpoints (or the data order): a resumed run must keep them.
 RESUME_KEYS = ("cut", "attention", "width", "reduction", "vgg_weights", "crop_size",
@@ -128,41 +130,6 @@ class AutoencoderConfig(RunSettings):
             value = getattr(self, name)
             if value and value != "builtin":
                 self.need(Path(value).is_file(), name, "file not found")
-
-
-# --------------------------------------------------------------------------------------------
-# Losses and the trainer
-# --------------------------------------------------------------------------------------------
-
-
-def _per_example_mean(x):
-    return tf.reduce_mean(tf.reshape(x, [tf.shape(x)[0], -1]), axis=1)
-
-
-def total_variation(x):
-    """Per-example anisotropic L1 total variation (AAMS): [B, H, W, C] -> [B]."""
-    return (_per_example_mean(tf.abs(x[:, 1:] - x[:, :-1]))
-            + _per_example_mean(tf.abs(x[:, :, 1:] - x[:, :, :-1])))
-
-
-def autoencoder_losses(model: AttentionAutoencoder, x, l_p: float, training=None) -> dict:
-    """Per-example [B] loss terms of a batch x (RGB [0, 255]): perceptual, pixel, L_att
-    (attention), tv, plus x_hat, the attention output o and A (see the module docstring)."""
-    out = model.forward(x, training=training)
-    x_hat = out["x_hat"]
-    features_hat = model.encode(x_hat)
-    perceptual = tf.add_n([_per_example_mean(tf.square(features_hat[name] - out["features"][name]))
-                           for name in model.loss_layers])
-    pixel = _per_example_mean(tf.square(x_hat - x))
-    if model.attention == "cbam":
-        attention = _per_example_mean(tf.abs(out["A"]))
-    elif model.attention == "self":
-        attention = _per_example_mean(tf.abs(out["attention"]))
-    else:
-        attention = tf.zeros_like(pixel)
-    return {"perceptual": perceptual, "pixel": pixel, "attention": attention,
-            "tv": total_variation(x_hat), "x_hat": x_hat, "o": out["attention"],
-            "A": out["A"], "L_con": perceptual + l_p * pixel}
 
 
 class AutoencoderTrainer:
