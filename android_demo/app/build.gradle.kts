@@ -13,8 +13,9 @@ android {
 
     defaultConfig {
         applicationId = "dev.tfstyle.demo"
-        // LiteRT 2.3.0's AARs declare minSdk 24; this app needs 26 (Android 8.0) for
-        // android.graphics.ColorSpace, which it uses to decode every photo into sRGB.
+        // LiteRT 2.1.6 declares minSdk 23 (its litert/kotlin AndroidManifest.xml); this app
+        // needs 26 (Android 8.0) for android.graphics.ColorSpace, which it uses to decode
+        // every photo into sRGB.
         minSdk = 26
         targetSdk = 35
         versionCode = 1
@@ -66,7 +67,6 @@ tasks.named("preBuild") {
 
 dependencies {
     implementation(libs.litert)
-    implementation(libs.litert.gpu)
     implementation(libs.androidx.core.ktx)
     implementation(libs.androidx.appcompat)
     implementation(libs.androidx.activity.ktx)

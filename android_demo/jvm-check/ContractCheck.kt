@@ -1,22 +1,24 @@
-// Desktop-JVM driver for the app's pure-Kotlin code (ModelCatalog.kt, Preprocessing.kt), used by
-// tests/test_android_contract.py where a Kotlin compiler is installed:
+// Desktop-JVM driver for the app's pure-Kotlin code (ModelCatalog.kt, Orientation.kt,
+// Preprocessing.kt), used by tests/test_android_contract.py, which compiles it with the app's
+// sources and the fakes of jvm-check/fakes (android_demo/README.md) and runs
 //
-//   kotlinc app/src/main/java/dev/tfstyle/demo/{ModelCatalog,Preprocessing}.kt \
-//       jvm-check/ContractCheck.kt -cp ANDROID_JSON_JAR -d check.jar
 //   kotlin -cp check.jar:ANDROID_JSON_JAR dev.tfstyle.demo.check.ContractCheckKt REQUEST OUT
 //
 // ANDROID_JSON_JAR is Android's own org.json (Debian: libandroid-json-java). REQUEST is JSON:
 //   {"models_json": PATH, "catalogs": [TEXT, ...],
-//    "images": [{"name", "width", "height", "argb": [int, ...]}],
+//    "images": [{"name", "width", "height", "orientation", "argb": [int, ...]}],
 //    "raw_outputs": [{"image", "file", "values": [number, ...]}]}
-// OUT gets what the app's code makes of them: the parsed entries, the catalog errors, each
-// image's model pixels and input tensors, and each raw output's pixels.
+// with each image's pixels as stored in its file and its EXIF orientation tag. OUT gets what
+// the app's code makes of them: the parsed entries, the catalog errors, each image upright,
+// its model pixels and input tensors, and each raw output's pixels.
 // Not part of the Android build (it lives outside app/).
 package dev.tfstyle.demo.check
 
 import dev.tfstyle.demo.CatalogException
 import dev.tfstyle.demo.ModelCatalog
 import dev.tfstyle.demo.ModelEntry
+import dev.tfstyle.demo.Orientation
+import dev.tfstyle.demo.Photo
 import dev.tfstyle.demo.Preprocessing
 import dev.tfstyle.demo.TensorData
 import dev.tfstyle.demo.TensorSpec
@@ -51,15 +53,20 @@ fun main(args: Array<String>) {
     for (i in 0 until requestImages.length()) {
         val image = requestImages.getJSONObject(i)
         val argbJson = image.getJSONArray("argb")
-        val argb = IntArray(argbJson.length()) { argbJson.getInt(it) }
-        val pixels = Preprocessing.toModelPixels(
-            argb, image.getInt("width"), image.getInt("height"), catalog.size
+        val stored = Photo(
+            IntArray(argbJson.length()) { argbJson.getInt(it) }, image.getInt("width"),
+            image.getInt("height")
         )
+        val photo = Orientation.upright(stored, image.optInt("orientation", Orientation.NORMAL))
+        val pixels = Preprocessing.toModelPixels(photo.argb, photo.width, photo.height, catalog.size)
         val inputs = JSONObject()
         for (e in catalog.entries) {
             inputs.put(e.file, tensorJson(Preprocessing.toTensor(pixels, e.input), e.input))
         }
         val result = JSONObject()
+        result.put("width", photo.width)
+        result.put("height", photo.height)
+        result.put("upright", JSONArray().also { a -> for (v in photo.argb) a.put(v) })
         result.put("pixels", floats(pixels))
         result.put("inputs", inputs)
         images.put(image.getString("name"), result)

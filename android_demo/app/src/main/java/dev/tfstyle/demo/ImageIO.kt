@@ -7,7 +7,6 @@ import android.graphics.Bitmap
 import android.graphics.BitmapFactory
 import android.graphics.ColorSpace
 import android.graphics.ImageDecoder
-import android.graphics.Matrix
 import android.net.Uri
 import android.os.Build
 import android.os.Environment
@@ -17,9 +16,6 @@ import androidx.core.content.FileProvider
 import androidx.exifinterface.media.ExifInterface
 import java.io.File
 import java.io.IOException
-
-/** A decoded photo: EXIF orientation applied, sRGB, ARGB pixels row by row. */
-class Photo(val argb: IntArray, val width: Int, val height: Int)
 
 /** Reading photos, saving results to the gallery and handing them to other apps. */
 object ImageIO {
@@ -38,11 +34,16 @@ object ImageIO {
      */
     fun decode(context: Context, uri: Uri, modelSize: Int): Photo {
         val resolver = context.contentResolver
-        val decoded = if (Build.VERSION.SDK_INT >= Build.VERSION_CODES.P) {
-            decodeWithImageDecoder(resolver, uri, modelSize)
-        } else {
-            decodeWithBitmapFactory(resolver, uri, modelSize)
+        if (Build.VERSION.SDK_INT >= Build.VERSION_CODES.P) {
+            // ImageDecoder applies the EXIF orientation itself.
+            return pixelsOf(decodeWithImageDecoder(resolver, uri, modelSize))
         }
+        val stored = pixelsOf(decodeWithBitmapFactory(resolver, uri, modelSize))
+        return Orientation.upright(stored, exifOrientation(resolver, uri))
+    }
+
+    /** The unpremultiplied sRGB ARGB pixels of [decoded]. */
+    private fun pixelsOf(decoded: Bitmap): Photo {
         val bitmap = if (decoded.config == Bitmap.Config.ARGB_8888) {
             decoded
         } else {
@@ -68,7 +69,6 @@ object ImageIO {
     private fun decodeWithImageDecoder(resolver: ContentResolver, uri: Uri, modelSize: Int):
         Bitmap {
         val source = ImageDecoder.createSource(resolver, uri)
-        // ImageDecoder applies the EXIF orientation itself.
         return ImageDecoder.decodeBitmap(source) { decoder, info, _ ->
             decoder.allocator = ImageDecoder.ALLOCATOR_SOFTWARE // getPixels needs a CPU bitmap
             decoder.setTargetColorSpace(ColorSpace.get(ColorSpace.Named.SRGB))
@@ -88,48 +88,23 @@ object ImageIO {
             inPreferredConfig = Bitmap.Config.ARGB_8888
             inPreferredColorSpace = ColorSpace.get(ColorSpace.Named.SRGB)
         }
-        val bitmap = openStream(resolver, uri).use { BitmapFactory.decodeStream(it, null, options) }
+        return openStream(resolver, uri).use { BitmapFactory.decodeStream(it, null, options) }
             ?: throw IOException("not an image this device can decode")
-        val orientation = try {
-            openStream(resolver, uri).use {
-                ExifInterface(it).getAttributeInt(
-                    ExifInterface.TAG_ORIENTATION, ExifInterface.ORIENTATION_NORMAL
-                )
-            }
-        } catch (e: IOException) {
-            ExifInterface.ORIENTATION_NORMAL
+    }
+
+    /** The EXIF orientation tag of [uri] (Orientation.NORMAL when it has none). */
+    private fun exifOrientation(resolver: ContentResolver, uri: Uri): Int = try {
+        openStream(resolver, uri).use {
+            ExifInterface(it).getAttributeInt(
+                ExifInterface.TAG_ORIENTATION, ExifInterface.ORIENTATION_NORMAL
+            )
         }
-        return applyOrientation(bitmap, orientation)
+    } catch (e: IOException) {
+        ExifInterface.ORIENTATION_NORMAL
     }
 
     private fun openStream(resolver: ContentResolver, uri: Uri) =
         resolver.openInputStream(uri) ?: throw IOException("cannot open $uri")
-
-    /** Rotates / mirrors [bitmap] upright for an EXIF orientation tag value. */
-    private fun applyOrientation(bitmap: Bitmap, orientation: Int): Bitmap {
-        val matrix = Matrix()
-        when (orientation) {
-            ExifInterface.ORIENTATION_FLIP_HORIZONTAL -> matrix.setScale(-1f, 1f)
-            ExifInterface.ORIENTATION_ROTATE_180 -> matrix.setRotate(180f)
-            ExifInterface.ORIENTATION_FLIP_VERTICAL -> {
-                matrix.setRotate(180f)
-                matrix.postScale(-1f, 1f)
-            }
-            ExifInterface.ORIENTATION_TRANSPOSE -> {
-                matrix.setRotate(90f)
-                matrix.postScale(-1f, 1f)
-            }
-            ExifInterface.ORIENTATION_ROTATE_90 -> matrix.setRotate(90f)
-            ExifInterface.ORIENTATION_TRANSVERSE -> {
-                matrix.setRotate(-90f)
-                matrix.postScale(-1f, 1f)
-            }
-            ExifInterface.ORIENTATION_ROTATE_270 -> matrix.setRotate(-90f)
-            else -> return bitmap
-        }
-        // Quarter turns and mirrors only: no filtering, every pixel is moved as it is.
-        return Bitmap.createBitmap(bitmap, 0, 0, bitmap.width, bitmap.height, matrix, false)
-    }
 
     /** An opaque ARGB_8888 bitmap of [argb] pixels. */
     fun bitmapOf(argb: IntArray, width: Int, height: Int): Bitmap =

@@ -65,6 +65,13 @@ class MainViewModel(application: Application) : AndroidViewModel(application) {
     private var job: Job? = null
     private var generation = 0
 
+    /**
+     * A photo that came before models.json was read (after process death the camera's or
+     * the picker's result is delivered while the catalog is still loading); translated as
+     * soon as the catalog is there. Touched only on the main thread.
+     */
+    private var pendingPhoto: Uri? = null
+
     init {
         viewModelScope.launch { loadCatalog() }
     }
@@ -82,6 +89,13 @@ class MainViewModel(application: Application) : AndroidViewModel(application) {
             _state.update { it.copy(catalogError = "assets/$path: ${e.message}") }
         } catch (e: CatalogException) {
             _state.update { it.copy(catalogError = e.message) }
+        }
+        val waiting = pendingPhoto ?: return
+        pendingPhoto = null
+        if (_state.value.catalog != null) {
+            onPhoto(waiting)
+        } else {
+            _state.update { it.copy(busy = false) } // no models: the status says why
         }
     }
 
@@ -106,13 +120,23 @@ class MainViewModel(application: Application) : AndroidViewModel(application) {
 
     /** A photo from the gallery or the camera. */
     fun onPhoto(uri: Uri) {
-        val catalog = _state.value.catalog ?: return
+        val catalog = _state.value.catalog
+        if (catalog == null) {
+            if (_state.value.catalogError == null) {
+                pendingPhoto = uri // the newest photo wins
+                _state.update { it.copy(busy = true, error = null) }
+            }
+            return
+        }
         start {
             val app = getApplication<Application>()
             val decoded = try {
                 withContext(Dispatchers.IO) { ImageIO.decode(app, uri, catalog.size) }
             } catch (e: CancellationException) {
                 throw e
+            } catch (e: OutOfMemoryError) {
+                _state.update { it.copy(error = app.getString(R.string.photo_too_large)) }
+                return@start
             } catch (e: Exception) {
                 _state.update {
                     it.copy(error = app.getString(R.string.decode_failed, e.message ?: e.toString()))
@@ -175,6 +199,8 @@ class MainViewModel(application: Application) : AndroidViewModel(application) {
             _state.update { it.copy(result = result) }
         } catch (e: CancellationException) {
             throw e
+        } catch (e: OutOfMemoryError) {
+            _state.update { it.copy(error = app.getString(R.string.photo_too_large)) }
         } catch (e: Exception) {
             _state.update {
                 it.copy(error = app.getString(R.string.translate_failed, e.message ?: e.toString()))
@@ -189,7 +215,10 @@ class MainViewModel(application: Application) : AndroidViewModel(application) {
         val compileMs: Double?
     )
 
-    /** On litertDispatcher: (re)compiles when the model or the accelerator choice changed. */
+    /**
+     * On litertDispatcher: (re)compiles when the model or the accelerator choice changed,
+     * with [tensor] as the warm-up input that the GPU's output is checked on.
+     */
     private fun runModel(entry: ModelEntry, preferGpu: Boolean, tensor: TensorData): ModelRun {
         val key = entry.file + (if (preferGpu) ":gpu" else ":cpu")
         var compileMs: Double? = null
@@ -198,7 +227,7 @@ class MainViewModel(application: Application) : AndroidViewModel(application) {
             current?.close()
             translator = null
             translatorKey = null
-            current = Translator.open(getApplication<Application>().assets, entry, preferGpu)
+            current = Translator.open(getApplication<Application>().assets, entry, preferGpu, tensor)
             translator = current
             translatorKey = key
             compileMs = current.compileMs

@@ -12,21 +12,6 @@ class PreprocessingTest {
         TensorSpec("image", intArrayOf(1, size, size, 3), dtype, Affine(scale, offset))
 
     @Test
-    fun centreSquareOfAWideImageDropsItsSides() {
-        // 4 x 2: columns 1 and 2 are the centre square
-        val image = IntArray(8) { rgb(it, 0, 0) }
-        val square = Preprocessing.centerSquare(image, 4, 2)
-        assertArrayEquals(intArrayOf(rgb(1, 0, 0), rgb(2, 0, 0), rgb(5, 0, 0), rgb(6, 0, 0)), square)
-    }
-
-    @Test
-    fun halvingAveragesTwoByTwoBlocksRoundingHalfUp() {
-        val image = intArrayOf(rgb(0, 10, 255), rgb(1, 10, 255), rgb(0, 11, 254), rgb(1, 11, 254))
-        // red (0+1+0+1+2)/4 = 1, green (42+2)/4 = 11, blue (1018+2)/4 = 255
-        assertArrayEquals(intArrayOf(rgb(1, 11, 255)), Preprocessing.halve(image, 2))
-    }
-
-    @Test
     fun sameSizeIsTakenAsItIs() {
         val image = IntArray(9) { rgb(it * 20, 255 - it, 7) }
         val pixels = Preprocessing.toModelPixels(image, 3, 3, 3)
@@ -38,31 +23,40 @@ class PreprocessingTest {
     }
 
     @Test
-    fun bilinearSamplesPixelCentres() {
-        // 3 -> 2: destination x samples source x = (x + 0.5) * 1.5 - 0.5 = 0.25 and 1.75
-        val image = IntArray(9) { val x = it % 3; rgb(x * 100, 0, 0) }
-        val pixels = Preprocessing.resizeBilinear(image, 3, 2)
-        assertEquals(25f, pixels[0], 1e-4f)
-        assertEquals(175f, pixels[3], 1e-4f)
+    fun aWideImageAtTheModelHeightLosesItsSides() {
+        // 4 x 2 at size 2: no resize, columns 1 and 2 are the centre square
+        val image = IntArray(8) { rgb(it, 0, 0) }
+        val pixels = Preprocessing.toModelPixels(image, 4, 2, 2)
+        assertArrayEquals(floatArrayOf(1f, 2f, 5f, 6f), floatArrayOf(pixels[0], pixels[3], pixels[6], pixels[9]), 0f)
     }
 
     @Test
-    fun bigPhotosAreHalvedThenResized() {
-        // 8 x 5 photo, size 2: square 5 -> halved to 2 (drops the odd row and column)
-        val image = IntArray(40) { rgb(100, 100, 100) }
-        val pixels = Preprocessing.toModelPixels(image, 8, 5, 2)
-        assertEquals(12, pixels.size)
-        for (v in pixels) assertEquals(100f, v, 0f)
+    fun halvingAveragesInFixedPointLikePillow() {
+        // 2 x 2 -> 1: the bicubic filter widened by 2 weighs both samples 1/2 on each axis,
+        // and each pass adds half a unit before truncating: red (0 + 100 + 1) / 2 = 50 and
+        // 100 across, then (50 + 100 + 1) / 2 = 75 down; green (10 + 11 + 1) / 2 = 11
+        val image = intArrayOf(rgb(0, 10, 255), rgb(100, 10, 255), rgb(100, 11, 255), rgb(100, 11, 255))
+        val pixels = Preprocessing.toModelPixels(image, 2, 2, 1)
+        assertArrayEquals(floatArrayOf(75f, 11f, 255f), pixels, 0f)
     }
 
     @Test
-    fun uint8InputIsRoundedHalfUpAndClipped() {
+    fun aUniformPhotoStaysUniform() {
+        val pixels = Preprocessing.toModelPixels(IntArray(13 * 9) { rgb(77, 0, 255) }, 13, 9, 4)
+        assertEquals(4 * 4 * 3, pixels.size)
+        for (i in 0 until 16) {
+            assertArrayEquals(floatArrayOf(77f, 0f, 255f), pixels.copyOfRange(3 * i, 3 * i + 3), 0f)
+        }
+    }
+
+    @Test
+    fun uint8InputIsRoundedHalfToEvenAndClipped() {
         val data = Preprocessing.toTensor(
-            floatArrayOf(0.5f, 1.49f, 254.6f, -3f, 300f, 127.5f, 0f, 0f, 0f, 0f, 0f, 0f),
+            floatArrayOf(0.5f, 1.5f, 254.6f, -3f, 300f, 127.5f, 2.5f, 0f, 0f, 0f, 0f, 0f),
             spec(DType.UINT8, 1f, 0f)
         ) as TensorData.Bytes
-        val values = IntArray(6) { data.values[it].toInt() and 0xFF }
-        assertArrayEquals(intArrayOf(1, 1, 255, 0, 255, 128), values)
+        val values = IntArray(7) { data.values[it].toInt() and 0xFF }
+        assertArrayEquals(intArrayOf(0, 2, 255, 0, 255, 128, 2), values)
     }
 
     @Test
@@ -78,7 +72,7 @@ class PreprocessingTest {
         val raw = TensorData.Bytes(ByteArray(12) { if (it == 0) 255.toByte() else 128.toByte() })
         val pixels = Preprocessing.fromTensor(raw, spec(DType.UINT8, 0.99609375f, 0f))
         assertEquals(254.00390625f, pixels[0], 1e-4f) // shown as 254
-        assertEquals(127.5f, pixels[1], 1e-4f)
+        assertEquals(127.5f, pixels[1], 1e-4f) // shown as 128 (half to even)
         assertArrayEquals(
             intArrayOf(rgb(254, 128, 128)), Preprocessing.toArgb(pixels.copyOfRange(0, 3))
         )
