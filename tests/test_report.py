@@ -18,7 +18,7 @@ from tfstyle.core import synthetic
 from tfstyle.core.images import read_image
 from tfstyle.cyclegan import generators, translator
 from tfstyle.cyclegan.networks import ResnetGenerator
-from tfstyle.evaluation import metrics, rating, report
+from tfstyle.evaluation import metrics, rating, report, studies, training_logs
 
 REPO = Path(__file__).resolve().parents[1]
 BLOCKS = (("caricature", "resnet"), ("caricature_se", "se"), ("caricature_da", "da"))
@@ -159,17 +159,24 @@ def test_report_page_renders_in_headless_chromium(cli_report, tmp_path):
     assert (image[:400].mean(axis=2) < 100).mean() > 0.005
 
 
-def test_rating_app_reads_the_report_manifest(cli_report):
-    manifest = rating.load_manifest(cli_report["out"])
+def test_rating_app_reads_the_report_manifest(cli_report, tmp_path):
+    manifest = studies.load_manifest(cli_report["out"])
     assert len(manifest.models) == 3
     assert len(manifest.items) == 3 * 2 * (3 + 2)  # models x directions x (test + train)
     for item in manifest.items.values():
         assert manifest.path(item.input).is_file() and manifest.path(item.output).is_file()
         assert item.target and manifest.path(item.target).is_file()
     assert {i.split for i in manifest.items.values()} == {"train", "test"}
-    photo_to_caricature = rating.load_manifest(cli_report["out"], directions=("AtoB",))
+    photo_to_caricature = studies.load_manifest(cli_report["out"], directions=("AtoB",))
     assert len(photo_to_caricature.items) == len(manifest.items) // 2
     assert {i.direction for i in photo_to_caricature.items.values()} == {"AtoB"}
+    # The rating app asks about photo -> caricature only unless told otherwise (the seed).
+    server = rating.make_server(cli_report["out"], tmp_path / "ratings.sqlite",
+                                rating.RatingSettings(port=0))
+    try:
+        assert server.app.manifest.items == photo_to_caricature.items
+    finally:
+        server.server_close()
 
 
 def test_build_report_native_sizes_unreadable_files_no_pairs(tmp_path):
@@ -189,8 +196,8 @@ def test_build_report_native_sizes_unreadable_files_no_pairs(tmp_path):
                          for i in images])
 
     out = tmp_path / "out"
-    result = report.build_report([run], root, out, features=features, image_size=0,
-                                 num_train=5, paired="no", kid_subsets=4)
+    options = report.ReportOptions(image_size=0, num_train=5, paired="no", kid_subsets=4)
+    result = report.build_report([run], root, out, options, features=features)
     assert result["num_test"] == {"A": 3, "B": 3} and result["num_train"] == {"A": 0, "B": 0}
     assert any("broken.png" in s for s in result["skipped"])
     m = result["models"][0]["AtoB"]
@@ -211,7 +218,7 @@ def test_build_report_native_sizes_unreadable_files_no_pairs(tmp_path):
     assert "paired target" not in page and "no training logs" in page
     assert result["loss_plot"] is None
     with pytest.raises(report.ReportError, match="paired"):
-        report.build_report([run], root, out, features=features, paired="yes")
+        report.build_report([run], root, out, options.replace(paired="yes"), features=features)
 
 
 def test_read_scalars_merges_resumed_runs_and_skips_images(tmp_path):
@@ -223,12 +230,12 @@ def test_read_scalars_merges_resumed_runs_and_skips_images(tmp_path):
                 tf.summary.scalar("loss/cycle_A", value, step=step)
             tf.summary.image("grid", tf.zeros((1, 4, 4, 3)), step=0)
         writer.close()
-    scalars = report.read_scalars(logs)
+    scalars = training_logs.read_scalars(logs)
     assert list(scalars) == ["loss/cycle_A"]
     steps, values = scalars["loss/cycle_A"]
     assert steps.tolist() == [0, 10, 20, 30] and values.tolist() == [5.0, 4.0, 2.5, 2.0]
-    assert report.read_scalars(tmp_path / "nothing") == {}
-    plot = report.plot_losses({"run": scalars}, tmp_path / "plot.png")
+    assert training_logs.read_scalars(tmp_path / "nothing") == {}
+    plot = training_logs.plot_losses({"run": scalars}, tmp_path / "plot.png")
     assert Image.open(plot).size[0] > 100
 
 
@@ -242,6 +249,7 @@ def test_cli_flag_errors_name_the_flag(tmp_path):
         ([f"--model_dir={run}", f"--dataroot={data}", "--inception_weights=/no/file.h5"],
          "--inception_weights"),
         ([f"--model_dir={run}", f"--dataroot={data}", "--num_train=-1"], "--num_train"),
+        ([f"--model_dir={run}", f"--dataroot={data}", "--tile=30"], "--tile"),
     ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     for args, flag in cases:
@@ -250,3 +258,24 @@ def test_cli_flag_errors_name_the_flag(tmp_path):
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode != 0 and flag in proc.stderr, (args, proc.stderr[-1000:])
     assert not (tmp_path / "out").exists()
+
+
+def test_every_documented_flag_is_a_flag_of_its_tool():
+    """The flags docs/evaluation.md names (but those of the tfstyle.texture command it
+    shows) are flags of tfstyle.evaluate or tfstyle.rate, generated from their settings or
+    the tools' own."""
+    lines, other_tool, previous = [], False, ""
+    for line in (REPO / "docs" / "evaluation.md").read_text().splitlines():
+        other_tool = "tfstyle.texture" in line or (other_tool and previous.endswith("\\"))
+        lines.append("" if other_tool else line)
+        previous = line
+    documented = set(re.findall(r"--([a-z_]+)", "\n".join(lines)))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    defined = set()
+    for tool in ("tfstyle.evaluate", "tfstyle.rate"):
+        proc = subprocess.run([sys.executable, "-m", tool, "--helpfull"], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=120)
+        defined |= set(re.findall(r"^  --(?:\[no\])?([a-z_]+)", proc.stdout, re.M))
+    assert {"model_dir", "inception_weights", "kid_subsets", "report", "db", "summary",
+            "question_train", "word_study", "timeout"} <= documented
+    assert documented - defined <= {"helpfull", "flagfile"}, documented - defined

@@ -126,3 +126,30 @@ def test_weights_file_without_the_asked_layers_is_a_clear_error(tmp_path):
     with pytest.raises(vgg.VGGWeightsMismatchError, match="block1_conv2") as info:
         vgg.load_vgg19(weights=tmp_path / "partial.h5")
     assert "partial.h5" in str(info.value)
+
+
+def test_wrong_shapes_name_the_layer_and_assign_nothing(base, tmp_path):
+    """tfstyle.core.weights checks every layer's shapes before it assigns any."""
+    import h5py
+
+    layers = [(layer.name, [np.asarray(w) for w in layer.weights])
+              for layer in base.layers if layer.weights]
+    layers[4] = (layers[4][0], [w.T for w in layers[4][1]])  # block3_conv1 transposed
+    with h5py.File(tmp_path / "bad.h5", "w") as f:
+        f.attrs["layer_names"] = [n.encode() for n, _ in layers]
+        for name, arrays in layers:
+            names = [f"{name}/w{i}" for i in range(len(arrays))]
+            f.create_group(name).attrs["weight_names"] = [n.encode() for n in names]
+            for n, array in zip(names, arrays):
+                f[name].create_dataset(n, data=array)
+    keras.utils.set_random_seed(7)
+    target = vgg.load_vgg19(weights="random")
+    before = [np.asarray(w).copy() for w in target.weights]
+    with pytest.raises(vgg.VGGWeightsMismatchError, match="block3_conv1") as info:
+        vgg.load_weights_into(target, tmp_path / "bad.h5")
+    assert "bad.h5" in str(info.value) and "VGG19" in str(info.value)
+    for w, b in zip(target.weights, before):  # block1_conv1 and block2_* were not assigned
+        np.testing.assert_array_equal(np.asarray(w), b)
+    with pytest.raises(vgg.VGGWeightsMismatchError, match="expected .h5"):
+        (tmp_path / "vgg.npz").write_bytes(b"")
+        vgg.load_vgg19(weights=tmp_path / "vgg.npz")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from typing import Any
 
 _NO_DEFAULT = object()
@@ -123,6 +124,9 @@ def define_flags(config_cls, flag_values=None, *, skip=()) -> None:
     required, so absl names them when they are missing."""
     from absl import flags
     fv = flag_values if flag_values is not None else flags.FLAGS
+    # The flags belong to the calling entry point, so that its --help lists them.
+    caller = sys._getframe(1).f_globals.get("__name__", "")
+    module = sys.argv[0] if caller == "__main__" else caller
     for field in flag_fields(config_cls):
         if field.name in skip:
             continue
@@ -134,19 +138,22 @@ def define_flags(config_cls, flag_values=None, *, skip=()) -> None:
         if meta.get("required"):
             default = None
         if kind == "bool":
-            flags.DEFINE_boolean(field.name, default, help_text, flag_values=fv)
+            flags.DEFINE_boolean(field.name, default, help_text, flag_values=fv,
+                                 module_name=module)
         elif kind == "list":  # comma-separated; choices are checked with the other settings
             if meta.get("choices") is not None:
                 help_text += f" (comma-separated, of: {', '.join(map(str, meta['choices']))})"
-            flags.DEFINE_list(field.name, list(default or []), help_text, flag_values=fv)
+            flags.DEFINE_list(field.name, list(default or []), help_text, flag_values=fv,
+                              module_name=module)
         elif kind == "str" and meta.get("choices") is not None:
             flags.DEFINE_enum(field.name, default, list(meta["choices"]), help_text,
-                              flag_values=fv)
+                              flag_values=fv, module_name=module)
         elif kind == "str":
-            flags.DEFINE_string(field.name, default, help_text, flag_values=fv)
+            flags.DEFINE_string(field.name, default, help_text, flag_values=fv,
+                                module_name=module)
         else:
             define = flags.DEFINE_integer if kind == "int" else flags.DEFINE_float
-            define(field.name, default, help_text, flag_values=fv)
+            define(field.name, default, help_text, flag_values=fv, module_name=module)
         if meta.get("required"):
             flags.mark_flag_as_required(field.name, flag_values=fv)
 

@@ -18,7 +18,8 @@ Preprocessing
     (B, G, R) = (103.939, 116.779, 123.68).  No scaling.  :class:`VGG19Preprocess` does this
     inside a model; :func:`preprocess` / :func:`deprocess` do it on tensors.
 
-Weights (the ``weights`` argument of :func:`load_vgg19` and the builders)
+Weights (the ``weights`` argument of :func:`load_vgg19` and the builders), loaded by
+:mod:`tfstyle.core.weights`, the loader InceptionV3 shares
     ``"imagenet"``  the Keras ImageNet weights.  They are taken from the Keras cache
                     (``~/.keras/models/<file>``, or ``$KERAS_HOME/models``) or downloaded there.
                     If neither works, :class:`VGGWeightsUnavailableError` explains how to supply
@@ -38,17 +39,14 @@ Weights (the ``weights`` argument of :func:`load_vgg19` and the builders)
 from __future__ import annotations
 
 import os
-import warnings
-from collections.abc import Iterable, Mapping
-from pathlib import Path
+from collections.abc import Iterable
 from typing import Union
 
 import keras
-import numpy as np
 import tensorflow as tf
-from absl import logging
 
-WeightsSpec = Union[str, os.PathLike, None]
+from tfstyle.core import weights as weights_lib
+from tfstyle.core.weights import WeightsSpec
 
 # --------------------------------------------------------------------------------------------
 # Layer table
@@ -192,18 +190,18 @@ class VGG19Preprocess(keras.layers.Layer):
 
 
 # --------------------------------------------------------------------------------------------
-# Weights
+# Weights (the rules are those of tfstyle.core.weights, shared with InceptionV3)
 # --------------------------------------------------------------------------------------------
 
 _IMAGENET_FILES = {
-    # include_top -> (file name in the Keras cache, URL, md5) as used by keras.applications.
-    True: (
+    # include_top -> the file keras.applications downloads.
+    True: weights_lib.HostedFile(
         "vgg19_weights_tf_dim_ordering_tf_kernels.h5",
         "https://storage.googleapis.com/tensorflow/keras-applications/vgg19/"
         "vgg19_weights_tf_dim_ordering_tf_kernels.h5",
         "cbe5617147190e668d6c5d5026f83318",
     ),
-    False: (
+    False: weights_lib.HostedFile(
         "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
         "https://storage.googleapis.com/tensorflow/keras-applications/vgg19/"
         "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
@@ -222,96 +220,18 @@ class VGGWeightsMismatchError(ValueError):
 
 def imagenet_weights_file(include_top: bool = False) -> tuple[str, str]:
     """``(file name, URL)`` of the Keras ImageNet VGG19 weights for ``include_top``."""
-    fname, url, _ = _IMAGENET_FILES[bool(include_top)]
-    return fname, url
+    hosted = _IMAGENET_FILES[bool(include_top)]
+    return hosted.name, hosted.url
 
 
-def _keras_cache_dir() -> Path:
-    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
-
-
-def _fetch_imagenet_weights(include_top: bool) -> str:
-    fname, url, md5 = _IMAGENET_FILES[bool(include_top)]
-    try:
-        return keras.utils.get_file(fname, url, cache_subdir="models", file_hash=md5)
-    except Exception as err:  # network errors come back as bare Exception from get_file
-        raise VGGWeightsUnavailableError(
-            f"Could not get the ImageNet VGG19 weights (include_top={bool(include_top)}): "
-            f"{err}\nThey are looked for in the Keras cache as {_keras_cache_dir() / fname} and "
-            f"otherwise downloaded from {url}.\nOn a machine without internet access, download "
-            f"that file elsewhere and either copy it to {_keras_cache_dir() / fname} or pass its "
-            f"path as weights='/path/to/{fname}' (CLI: --weights=/path/to/{fname})."
-        ) from err
-
-
-def _weighted_layers(model: keras.Model) -> list[keras.layers.Layer]:
-    return [layer for layer in model.layers if layer.weights]
-
-
-def _read_legacy_h5(path: Path) -> dict[str, list[np.ndarray]]:
-    """Reads a legacy Keras HDF5 weights/model file into ``{layer name: [arrays]}``."""
-    import h5py  # a Keras dependency
-
-    def text(v):
-        return v.decode("utf8") if isinstance(v, bytes) else str(v)
-
-    out: dict[str, list[np.ndarray]] = {}
-    with h5py.File(path, "r") as f:
-        group = f
-        if "layer_names" not in group.attrs and "model_weights" in group:
-            group = group["model_weights"]
-        if "layer_names" not in group.attrs:
-            raise VGGWeightsMismatchError(
-                f"{path} is an HDF5 file but not a Keras weights file (no 'layer_names')."
-            )
-        for lname in (text(n) for n in group.attrs["layer_names"]):
-            lgroup = group[lname]
-            names = [text(n) for n in lgroup.attrs.get("weight_names", [])]
-            if names:
-                out[lname] = [np.asarray(lgroup[n]) for n in names]
-    return out
-
-
-def _read_keras_model_weights(path: Path) -> dict[str, list[np.ndarray]]:
-    """Reads a ``.keras`` model into ``{layer name: [arrays]}``, looking inside nested models."""
-    src = keras.saving.load_model(path, compile=False, safe_mode=True)
-    out: dict[str, list[np.ndarray]] = {}
-
-    def walk(model):
-        for layer in model.layers:
-            if isinstance(layer, keras.Model):
-                walk(layer)
-            elif layer.weights:
-                out.setdefault(layer.name, layer.get_weights())
-
-    walk(src)
-    return out
-
-
-def _assign_by_name(
-    model: keras.Model, weights: Mapping[str, list[np.ndarray]], source
-) -> None:
-    missing = [layer.name for layer in _weighted_layers(model) if layer.name not in weights]
-    if missing:
-        raise VGGWeightsMismatchError(
-            f"Weights file {source} lacks the VGG19 layer(s) {', '.join(missing)}. "
-            + (
-                "The fc layers need the full VGG19 file "
-                f"({_IMAGENET_FILES[True][0]}), not the 'notop' one."
-                if any(m in VGG19_TOP_LAYERS for m in missing)
-                else "Is it a VGG19 weights file with Keras layer names (block1_conv1, ...)?"
-            )
-        )
-    for layer in _weighted_layers(model):
-        values = weights[layer.name]
-        expected = [tuple(w.shape) for w in layer.weights]
-        got = [tuple(v.shape) for v in values]
-        if expected != got:
-            raise VGGWeightsMismatchError(
-                f"Weights file {source}: layer {layer.name} has shapes {got}, "
-                f"VGG19 expects {expected}."
-            )
-        layer.set_weights(values)
+def _network(include_top: bool) -> weights_lib.Pretrained:
+    """VGG19 for the shared loader: layers matched by their Keras names."""
+    return weights_lib.Pretrained(
+        name="VGG19", variant=f"include_top={bool(include_top)}",
+        hosted=_IMAGENET_FILES[bool(include_top)], match="name", flag="--weights",
+        random_note="features, style vectors and style transfer results are meaningless",
+        unavailable_error=VGGWeightsUnavailableError, mismatch_error=VGGWeightsMismatchError,
+        top_layers=VGG19_TOP_LAYERS, full_file=_IMAGENET_FILES[True].name)
 
 
 def load_weights_into(model: keras.Model, path: Union[str, os.PathLike]) -> None:
@@ -321,27 +241,8 @@ def load_weights_into(model: keras.Model, path: Union[str, os.PathLike]) -> None
     missing ones are an error); ``.weights.h5`` is loaded by topology (same ``include_top``).
     Raises ``FileNotFoundError`` naming the path when it does not exist.
     """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"VGG19 weights file not found: {path}")
-    name = path.name.lower()
-    if name.endswith(".weights.h5"):
-        try:
-            model.load_weights(path)
-        except Exception as err:
-            raise VGGWeightsMismatchError(
-                f"Could not load {path} into VGG19 (include_top="
-                f"{'fc1' in [layer.name for layer in model.layers]}): {err}. A '.weights.h5' "
-                "file must come from a VGG19 built with the same include_top."
-            ) from err
-    elif name.endswith((".h5", ".hdf5")):
-        _assign_by_name(model, _read_legacy_h5(path), path)
-    elif name.endswith(".keras"):
-        _assign_by_name(model, _read_keras_model_weights(path), path)
-    else:
-        raise ValueError(
-            f"Unsupported VGG19 weights file {path}: expected .h5, .hdf5, .weights.h5 or .keras."
-        )
+    include_top = "fc1" in [layer.name for layer in model.layers]
+    weights_lib.load_weights_into(model, path, _network(include_top))
 
 
 def load_vgg19(
@@ -363,36 +264,12 @@ def load_vgg19(
       The VGG19 ``keras.Model``; its input is Caffe-preprocessed BGR (see :func:`preprocess`),
       its layers carry the Keras names (``block1_conv1`` ... ``block5_pool`` [, ``fc1`` ...]).
     """
-    if isinstance(weights, str) and weights in ("imagenet", "random"):
-        spec = weights
-    elif weights is None:
-        spec = None
-    elif isinstance(weights, (str, os.PathLike)):
-        spec = Path(weights)
-        if not spec.expanduser().is_file():
-            raise FileNotFoundError(f"VGG19 weights file not found: {spec}")
-    else:
-        raise TypeError(f"weights must be 'imagenet', 'random', None or a path, got {weights!r}")
-
-    imagenet_path = _fetch_imagenet_weights(include_top) if spec == "imagenet" else None
-
     shape = (TOP_INPUT_SIZE, TOP_INPUT_SIZE, 3) if include_top else (None, None, 3)
-    model = keras.applications.VGG19(weights=None, include_top=include_top, input_shape=shape)
-
-    if spec is None:
-        msg = (
-            "VGG19 is running with RANDOM weights (weights=None): features, style vectors and "
-            "style transfer results are meaningless. Pass weights='imagenet' or a weights file "
-            "(weights='random' silences this, for tests)."
-        )
-        warnings.warn(msg, RuntimeWarning, stacklevel=2)
-        logging.warning(msg)
-    elif spec == "imagenet":
-        load_weights_into(model, imagenet_path)
-    elif isinstance(spec, Path):
-        load_weights_into(model, spec)
-    model.trainable = trainable
-    return model
+    return weights_lib.load(
+        _network(include_top), weights,
+        lambda: keras.applications.VGG19(weights=None, include_top=include_top,
+                                         input_shape=shape),
+        trainable=trainable)
 
 
 # --------------------------------------------------------------------------------------------

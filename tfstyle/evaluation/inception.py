@@ -10,7 +10,7 @@ Input
     ``keras.applications.inception_v3.preprocess_input`` (x / 127.5 - 1). The aspect ratio is
     not kept, as in the reference FID implementations.
 
-Weights (the ``weights`` argument), following `tfstyle.vgg`:
+Weights (the ``weights`` argument), loaded by `tfstyle.core.weights` as VGG19's are:
     ``"imagenet"``  the Keras ImageNet weights (no top), from the Keras cache
                     (``~/.keras/models/<file>`` or ``$KERAS_HOME/models``) or downloaded there;
                     if neither works, `InceptionWeightsUnavailableError` says how to supply a
@@ -34,27 +34,25 @@ with published tables.
 
 from __future__ import annotations
 
-import os
-import warnings
-from pathlib import Path
-from typing import Iterable, Union
+from typing import Iterable
 
 import keras
 import numpy as np
 import tensorflow as tf
-from absl import logging
 
-WeightsSpec = Union[str, os.PathLike, None]
+from tfstyle.core import weights as weights_lib
+from tfstyle.core.weights import WeightsSpec
 
 #: Input side of InceptionV3 for FID.
 INPUT_SIZE = 299
 #: Dimension of the pool features.
 FEATURE_DIM = 2048
 
-_NOTOP_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
-_NOTOP_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/inception_v3/"
-              + _NOTOP_FILE)
-_NOTOP_MD5 = "bcbd6486424b2319ff4ef7d526e38f63"
+_NOTOP = weights_lib.HostedFile(
+    "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "https://storage.googleapis.com/tensorflow/keras-applications/inception_v3/"
+    "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "bcbd6486424b2319ff4ef7d526e38f63")
 
 
 class InceptionWeightsUnavailableError(RuntimeError):
@@ -65,119 +63,22 @@ class InceptionWeightsMismatchError(ValueError):
     """A local weights file does not hold InceptionV3's layers."""
 
 
-def _keras_cache_dir() -> Path:
-    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+#: InceptionV3 for the shared loader: layers matched by order (their names are counters).
+NETWORK = weights_lib.Pretrained(
+    name="InceptionV3", variant="without the top", hosted=_NOTOP, match="order",
+    flag="--inception_weights", random_note="FID and KID values are meaningless",
+    unavailable_error=InceptionWeightsUnavailableError,
+    mismatch_error=InceptionWeightsMismatchError, top_layers=("predictions",))
 
 
 def imagenet_weights_file() -> tuple[str, str]:
     """(file name, URL) of the Keras ImageNet InceptionV3 weights without the top."""
-    return _NOTOP_FILE, _NOTOP_URL
-
-
-def _fetch_imagenet_weights() -> str:
-    try:
-        return keras.utils.get_file(_NOTOP_FILE, _NOTOP_URL, cache_subdir="models",
-                                    file_hash=_NOTOP_MD5)
-    except Exception as err:  # get_file reports network failures as plain Exception
-        cached = _keras_cache_dir() / _NOTOP_FILE
-        raise InceptionWeightsUnavailableError(
-            f"Could not get the ImageNet InceptionV3 weights for FID/KID: {err}\n"
-            f"They are looked for in the Keras cache as {cached} and otherwise downloaded "
-            f"from {_NOTOP_URL}.\nOn a machine without internet access, download that file "
-            f"elsewhere and either copy it to {cached} or pass its path as "
-            f"weights='/path/to/{_NOTOP_FILE}' (CLI: --inception_weights=/path/to/"
-            f"{_NOTOP_FILE})."
-        ) from err
-
-
-def _weighted(model: keras.Model) -> list:
-    return [layer for layer in model.layers if layer.weights]
-
-
-def _legacy_h5_layers(path: Path) -> list[tuple[str, list[np.ndarray]]]:
-    """(layer name, arrays) of the layers with weights in a legacy Keras HDF5 file, in order."""
-    import h5py  # a Keras dependency
-
-    def text(v):
-        return v.decode("utf8") if isinstance(v, bytes) else str(v)
-
-    with h5py.File(path, "r") as f:
-        group = f
-        if "layer_names" not in group.attrs and "model_weights" in group:
-            group = group["model_weights"]
-        if "layer_names" not in group.attrs:
-            raise InceptionWeightsMismatchError(
-                f"{path} is an HDF5 file but not a legacy Keras weights file (no 'layer_names');"
-                " a Keras 3 weights file must be named *.weights.h5")
-        out = []
-        for name in (text(n) for n in group.attrs["layer_names"]):
-            weight_names = [text(n) for n in group[name].attrs.get("weight_names", [])]
-            if weight_names:
-                out.append((name, [np.asarray(group[name][w]) for w in weight_names]))
-    return out
-
-
-def _keras_file_layers(path: Path) -> list[tuple[str, list[np.ndarray]]]:
-    source = keras.saving.load_model(path, compile=False, safe_mode=True)
-    out = []
-
-    def walk(model):
-        for layer in model.layers:
-            if isinstance(layer, keras.Model):
-                walk(layer)
-            elif layer.weights:
-                out.append((layer.name, [np.asarray(v) for v in _legacy_order(layer)]))
-
-    walk(source)
-    return out
-
-
-def _assign_in_order(model: keras.Model, layers, source) -> None:
-    targets = _weighted(model)
-    if len(layers) == len(targets) + 1 and layers[-1][0] == "predictions":
-        layers = layers[:-1]  # the file with the top: its classifier is not needed
-    if len(layers) != len(targets):
-        raise InceptionWeightsMismatchError(
-            f"Weights file {source} holds {len(layers)} layers with weights; InceptionV3 "
-            f"without the top has {len(targets)}. Is it an InceptionV3 weights file?")
-    for layer, (name, values) in zip(targets, layers):
-        expected = [tuple(w.shape) for w in _legacy_order(layer)]
-        got = [tuple(v.shape) for v in values]
-        if expected != got:
-            raise InceptionWeightsMismatchError(
-                f"Weights file {source}: layer {name} has shapes {got}, InceptionV3 expects "
-                f"{expected} there. Is it an InceptionV3 weights file?")
-    for layer, (_, values) in zip(targets, layers):
-        for variable, value in zip(_legacy_order(layer), values):
-            variable.assign(value)
-
-
-def _legacy_order(layer) -> list:
-    """A layer's variables in the order legacy HDF5 files store them (trainable first, as
-    Keras' own legacy loader reads them)."""
-    return list(layer.trainable_weights) + list(layer.non_trainable_weights)
+    return _NOTOP.name, _NOTOP.url
 
 
 def load_weights_into(model: keras.Model, path) -> None:
     """Load a local InceptionV3 weights file (see the module docstring) into `model`."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"InceptionV3 weights file not found: {path}")
-    name = path.name.lower()
-    if name.endswith(".weights.h5"):
-        try:
-            model.load_weights(path)
-        except Exception as err:
-            raise InceptionWeightsMismatchError(
-                f"Could not load {path} into InceptionV3 without the top: {err}") from err
-    elif name.endswith((".h5", ".hdf5")):
-        _assign_in_order(model, _legacy_h5_layers(path), path)
-    elif name.endswith(".keras"):
-        _assign_in_order(model, _keras_file_layers(path), path)
-    else:
-        raise InceptionWeightsMismatchError(
-            f"Unsupported InceptionV3 weights file {path}: expected .h5, .hdf5, .weights.h5 or "
-            ".keras")
+    weights_lib.load_weights_into(model, path, NETWORK)
 
 
 def load_inception(weights: WeightsSpec = "imagenet", input_size: int = INPUT_SIZE
@@ -187,33 +88,10 @@ def load_inception(weights: WeightsSpec = "imagenet", input_size: int = INPUT_SI
 
     `input_size` other than 299 (at least 75) is for quick smoke runs only: FID is defined
     at 299."""
-    if isinstance(weights, str) and weights in ("imagenet", "random"):
-        spec = weights
-    elif weights is None:
-        spec = None
-    elif isinstance(weights, (str, os.PathLike)):
-        spec = Path(weights).expanduser()
-        if not spec.is_file():
-            raise FileNotFoundError(f"InceptionV3 weights file not found: {spec}")
-    else:
-        raise TypeError(f"weights must be 'imagenet', 'random', None or a path, got {weights!r}")
     if input_size < 75:
         raise ValueError(f"InceptionV3 needs inputs of at least 75 pixels, got {input_size}")
-    imagenet_path = _fetch_imagenet_weights() if spec == "imagenet" else None
-    model = keras.applications.InceptionV3(
-        weights=None, include_top=False, pooling="avg", input_shape=(input_size, input_size, 3))
-    if spec is None:
-        msg = ("InceptionV3 is running with RANDOM weights (weights=None): FID and KID values "
-               "are meaningless. Pass weights='imagenet' or a weights file (weights='random' "
-               "silences this, for tests).")
-        warnings.warn(msg, RuntimeWarning, stacklevel=2)
-        logging.warning(msg)
-    elif spec == "imagenet":
-        load_weights_into(model, imagenet_path)
-    elif isinstance(spec, Path):
-        load_weights_into(model, spec)
-    model.trainable = False
-    return model
+    return weights_lib.load(NETWORK, weights, lambda: keras.applications.InceptionV3(
+        weights=None, include_top=False, pooling="avg", input_shape=(input_size, input_size, 3)))
 
 
 class InceptionFeatures:

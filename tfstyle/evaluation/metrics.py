@@ -13,8 +13,9 @@ FID (Heusel et al. 2017)
     round-off level (below max * D * eps, negatives included) set to 0. Everything runs in
     float64. This gives the value of scipy.linalg.sqrtm(S1 @ S2).trace() (whose complex
     round-off the reference scripts discard) and stays real when the covariances are
-    singular, which they always are with fewer images than feature dimensions. `fid` on feature arrays takes a cheaper exact route
-    when the sets are smaller than the feature dimension (see its docstring).
+    singular, which they always are with fewer images than feature dimensions. `fid` on
+    feature arrays takes a cheaper exact route when the sets are smaller than the feature
+    dimension (see its docstring).
 
 KID (Binkowski et al. 2018)
     Unbiased estimate of the squared MMD with the cubic polynomial kernel

@@ -1,338 +1,196 @@
-"""A local web app for the seeds' rating study, and its summary.
+"""The rating study in a browser: a small web app (WSGI) and its server.
 
-The caricature seed asked about 10 raters to score each model's outputs on a 5-point scale from
--2 to 2 and reported the mean per model for training and test images. This module serves the
-outputs of an evaluation report (`tfstyle.report` writes REPORT/rating_manifest.json, one item
-per (image, model, split) output) to raters in a browser and stores their answers in SQLite:
+It serves a study folder (`evaluation.studies`: the caricature study of an evaluation report,
+or the texture seed's word study) to raters and stores every answer at once
+(`evaluation.answers`). Pages are plain server-rendered HTML forms, no JavaScript:
 
-* A rater enters an id (kept in a cookie); every rater sees all items in an order shuffled
-  with a seed derived from the rater id, and the models under anonymous labels ("System C"),
-  also drawn per rater, so the same rater always gets the same order and labels back.
-  Images are served by item id, so neither page nor URLs name the model.
-* The page is plain server-rendered HTML with a form (no JavaScript). An answer is a POST of
-  (rater, item, score); the score must be an integer in -2..2 and the item must be in the
-  manifest, otherwise the answer is refused with 400. Each answer is one SQLite transaction
-  (WAL journal, synchronous=FULL), committed before the reply, so a restarted or killed server
-  loses nothing. Answers are never overwritten: a changed answer is a new row, and the
-  summary uses each rater's latest answer per item.
-* `summarize` gives, per model and split (train/test), the number of answers and raters, the
-  mean score and a 95% confidence interval of the mean (Student t with n - 1 degrees of
-  freedom over the answers). Answers of one rater are not independent, so the interval is
-  optimistic when few raters give many answers; the rater count is reported beside it.
+* `/`        the start page: the study's instructions and a form for the rater id;
+* `/rate`    the rater's next item (the images and the question; the models anonymous);
+* `/answer`  (POST) one answer, then on to the next item; `/image/ITEM/KIND` the images, by
+  opaque item id, so neither page nor URL names a model.
+
+Forged answers are refused. A rater is a session: POST /start claims the rater id for a
+random session token that the app issues in an HttpOnly, SameSite=Strict cookie (only its
+hash is stored; an id held by another session is refused), and every answer is stored under
+the session's rater, never under a rater named in the form. Every POST must carry the
+form's CSRF token (an HMAC of the session token, so only pages this app served to this
+browser have it) and come from this server's own origin (the Origin header, or the Referer
+when a browser sends no Origin; neither: refused). A refused request stores nothing.
+
+The server is waitress (a WSGI server that reads whole requests asynchronously before a worker
+thread sees them): a connection that stays silent for `timeout` seconds, e.g. one that
+announced a body and stalled, is dropped; at most `max_connections` are open at once (more
+wait in the listen `backlog`), `threads` answer requests, and requests are bounded in size.
 """
 
 from __future__ import annotations
 
-import datetime
 import hashlib
+import hmac
 import html
-import json
-import math
-import random
+import logging
+import mimetypes
 import re
-import sqlite3
+import secrets
 import threading
 from dataclasses import dataclass
 from http import HTTPStatus
-from http.cookies import SimpleCookie
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+from http.cookies import CookieError, SimpleCookie
 from urllib.parse import parse_qs, quote, urlsplit
 
-#: The 5-point scale of the seed's study.
-SCALE = ((-2, "very poor"), (-1, "poor"), (0, "neither good nor poor"), (1, "good"),
-         (2, "very good"))
-SCORES = frozenset(s for s, _ in SCALE)
-SPLITS = ("train", "test")
-RATER_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
-DEFAULT_QUESTIONS = {
-    "train": "How well does the output match the target style (for caricatures: how similar "
-             "is it to the illustrator's caricature)?",
-    "test": "How complete and convincing is the output as an image of the target style, "
-            "keeping the input's content?",
-}
+from tfstyle.core.config import Config, setting
+from tfstyle.evaluation.answers import TOKEN_PATTERN, RaterTakenError, RatingStore, check_rater
+from tfstyle.evaluation.studies import (
+    QUESTIONS,
+    SCALE,
+    SCORES,
+    WORD_QUESTION,
+    Item,
+    Manifest,
+    RatingError,
+    load_manifest,
+    model_labels,
+    rater_order,
+    word_choices,
+)
+
+#: Largest form body and header block a request may send (bytes).
 MAX_BODY = 4096
-#: The list of outputs to rate, written into the report folder by tfstyle.report.
-MANIFEST = "rating_manifest.json"
-
-
-class RatingError(ValueError):
-    """An answer or a manifest that cannot be used; the message says why."""
-
-
-# ------------------------------------------------------------------------------------------
-# Manifest
-# ------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Item:
-    id: str
-    model: str
-    split: str
-    direction: str
-    stem: str
-    input: str
-    output: str
-    target: str | None
+MAX_HEADER = 16384
+COOKIE = "tfstyle_rating"
+COOKIE_MAX_AGE = 30 * 24 * 3600
 
 
 @dataclass
-class Manifest:
-    root: Path
-    models: list[str]
-    items: dict[str, Item]
+class RatingSettings(Config):
+    """Settings of the rating app and its server; `python -m tfstyle.rate` has a flag each."""
+    host: str = setting("127.0.0.1", "Address to listen on (0.0.0.0: the whole network).")
+    port: int = setting(8080, "Port to listen on (0: any free port).", min=0, max=65535)
+    direction: str = setting("AtoB", "Which outputs of a translation study to rate: AtoB "
+                             "(photo -> caricature, the only ones the caricature seed "
+                             "rated), BtoA or both.", choices=("AtoB", "BtoA", "both"))
+    question_train: str = setting("", "Question shown for train images (default: the "
+                                  "caricature seed's, similarity to the illustrator's "
+                                  "drawing).")
+    question_test: str = setting("", "Question shown for test images (default: the "
+                                 "caricature seed's, completeness as a caricature).")
+    show_input: bool = setting(False, "Also show the input image beside every output (the "
+                               "seed showed train outputs beside the illustrator's drawing "
+                               "and test outputs alone).")
+    choices: int = setting(0, "Word study: candidate words offered per image, the right one "
+                           "among them (0: every word of the study, the seed's answer "
+                           "sheet).", min=0)
+    threads: int = setting(8, "Worker threads answering requests.", min=1, max=256)
+    max_connections: int = setting(256, "Connections open at once at most; more wait in the "
+                                   "listen backlog.", min=8)
+    backlog: int = setting(1024, "Listen backlog: connections the system holds while the "
+                           "server is busy (a classroom answering at once).", min=128)
+    timeout: int = setting(5, "Seconds a connection may stay silent (a request that "
+                           "announced a body and stalled, an idle keep-alive) before it is "
+                           "dropped.", min=1)
 
-    def path(self, relative: str) -> Path:
-        """The file `relative` inside the report folder (never outside it)."""
-        path = (self.root / relative).resolve()
-        if not path.is_relative_to(self.root.resolve()):
-            raise RatingError(f"{relative} points outside the report")
-        return path
+    def validate(self):
+        self.need(self.choices != 1, "choices", "must be 0 (every word) or at least 2")
 
-
-def load_manifest(report_dir, directions=("AtoB", "BtoA")) -> Manifest:
-    """REPORT/rating_manifest.json (written by tfstyle.report) as a Manifest, keeping the
-    items of `directions` (the caricature seed rated photo -> caricature only: ("AtoB",))."""
-    root = Path(report_dir)
-    path = root / MANIFEST
-    if not path.is_file():
-        raise RatingError(f"{path} not found: build the report first "
-                          "(python -m tfstyle.evaluate --out=...)")
-    data = json.loads(path.read_text(encoding="utf-8"))
-    items = {}
-    for raw in data.get("items", []):
-        item = Item(**{k: raw.get(k) for k in Item.__dataclass_fields__})
-        if item.split not in SPLITS or item.model not in data["models"]:
-            raise RatingError(f"{path}: item {item.id} has an unknown split or model")
-        if item.direction in directions:
-            items[item.id] = item
-    if not items:
-        raise RatingError(f"{path} lists no items for the directions {', '.join(directions)}")
-    return Manifest(root, list(data["models"]), items)
-
-
-def _rng(rater: str, purpose: str) -> random.Random:
-    digest = hashlib.sha256(f"{purpose}\0{rater}".encode("utf-8")).digest()
-    return random.Random(int.from_bytes(digest[:8], "big"))
-
-
-def rater_order(rater: str, item_ids) -> list[str]:
-    """The items in the order `rater` sees them (shuffled, seeded by the rater id)."""
-    order = sorted(item_ids)
-    _rng(rater, "order").shuffle(order)
-    return order
-
-
-def model_labels(rater: str, models) -> dict[str, str]:
-    """Anonymous label per model for `rater`: a random assignment of 'System A', 'B', ..."""
-    letters = [chr(ord("A") + i) if i < 26 else f"Z{i}" for i in range(len(models))]
-    _rng(rater, "labels").shuffle(letters)
-    return {m: f"System {letter}" for m, letter in zip(sorted(models), letters)}
+    @property
+    def directions(self) -> tuple[str, ...]:
+        return ("AtoB", "BtoA") if self.direction == "both" else (self.direction,)
 
 
 # ------------------------------------------------------------------------------------------
-# Storage
+# Requests and replies
 # ------------------------------------------------------------------------------------------
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS answers (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    rater TEXT NOT NULL,
-    item TEXT NOT NULL,
-    model TEXT NOT NULL,
-    split TEXT NOT NULL CHECK (split IN ('train', 'test')),
-    direction TEXT NOT NULL,
-    image TEXT NOT NULL,
-    score INTEGER NOT NULL CHECK (score BETWEEN -2 AND 2),
-    created TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS answers_by_rater ON answers (rater, item);
-"""
+
+class _Refused(Exception):
+    """Answer the request with `status` and an error page saying `message`."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
 
 
-class RatingStore:
-    """Answers in an SQLite file; safe to use from several threads (a connection per call)."""
+@dataclass
+class _Reply:
+    status: int
+    body: bytes
+    content_type: str = "text/html; charset=utf-8"
+    extra: tuple = ()
 
-    def __init__(self, path):
-        self.path = Path(path)
-        with self._connect() as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(_SCHEMA)
-        conn.close()
+    def headers(self) -> list[tuple[str, str]]:
+        return [("Content-Type", self.content_type), ("Content-Length", str(len(self.body))),
+                ("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff"),
+                ("Referrer-Policy", "same-origin"),
+                ("Content-Security-Policy", "default-src 'none'; img-src 'self'; "
+                 "style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"),
+                *self.extra]
 
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=30)
-        conn.execute("PRAGMA synchronous=FULL")
-        return conn
 
-    def add(self, rater: str, item: Item, score: int) -> int:
-        """Store one answer in its own transaction; returns its row id."""
-        check_rater(rater)
-        if isinstance(score, bool) or not isinstance(score, int) or score not in SCORES:
-            raise RatingError(f"score must be an integer from -2 to 2, got {score!r}")
-        now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
-        conn = self._connect()
+def _redirect(location: str, *extra) -> _Reply:
+    return _Reply(303, b"", extra=(("Location", location), *extra))
+
+
+def _cookie_header(token: str) -> tuple[str, str]:
+    return ("Set-Cookie", f"{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; "
+                          f"Max-Age={COOKIE_MAX_AGE}")
+
+
+def csrf_token(session_token: str) -> str:
+    """The CSRF token of the forms served to the holder of `session_token`."""
+    return hmac.new(session_token.encode("ascii"), b"tfstyle-rating-form",
+                    hashlib.sha256).hexdigest()
+
+
+def same_origin(environ) -> bool:
+    """Whether a request comes from a page of this server: its Origin header (else its
+    Referer's scheme and host) is this server's scheme://Host."""
+    own = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}".lower()
+    origin = environ.get("HTTP_ORIGIN")
+    if origin is None and environ.get("HTTP_REFERER"):
+        referer = urlsplit(environ["HTTP_REFERER"])
+        origin = f"{referer.scheme}://{referer.netloc}"
+    return origin is not None and origin.lower() == own
+
+
+class _Request:
+    def __init__(self, environ):
+        self.environ = environ
+        self.method = environ["REQUEST_METHOD"]
+        self.path = environ.get("PATH_INFO", "") or "/"
+        cookie = SimpleCookie()
         try:
-            with conn:
-                cursor = conn.execute(
-                    "INSERT INTO answers (rater, item, model, split, direction, image, score,"
-                    " created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (rater, item.id, item.model, item.split, item.direction, item.output, score,
-                     now))
-                return int(cursor.lastrowid)
-        finally:
-            conn.close()
+            cookie.load(environ.get("HTTP_COOKIE", ""))
+        except CookieError:  # a malformed cookie header counts as none
+            cookie = SimpleCookie()
+        value = cookie[COOKIE].value if COOKIE in cookie else ""
+        self.token = value if TOKEN_PATTERN.match(value) else None
 
-    def _query(self, sql: str, args=()) -> list[tuple]:
-        conn = self._connect()
+    def form(self) -> dict[str, list[str]]:
+        """The url-encoded form in the body (bounded in size)."""
+        if "application/x-www-form-urlencoded" not in self.environ.get("CONTENT_TYPE", ""):
+            raise _Refused(415, "send the form as application/x-www-form-urlencoded")
         try:
-            return conn.execute(sql, args).fetchall()
-        finally:
-            conn.close()
-
-    def answers(self) -> list[dict]:
-        """Every stored answer, oldest first."""
-        rows = self._query("SELECT id, rater, item, model, split, direction, image, score, "
-                           "created FROM answers ORDER BY id")
-        keys = ("id", "rater", "item", "model", "split", "direction", "image", "score",
-                "created")
-        return [dict(zip(keys, r)) for r in rows]
-
-    def latest(self) -> list[dict]:
-        """Each rater's latest answer per item."""
-        rows = self._query(
-            "SELECT rater, item, model, split, score FROM answers WHERE id IN "
-            "(SELECT MAX(id) FROM answers GROUP BY rater, item) ORDER BY id")
-        return [dict(zip(("rater", "item", "model", "split", "score"), r)) for r in rows]
-
-    def answered(self, rater: str) -> set[str]:
-        return {r[0] for r in self._query("SELECT DISTINCT item FROM answers WHERE rater = ?",
-                                          (rater,))}
+            length = int(self.environ.get("CONTENT_LENGTH") or "")
+        except ValueError:
+            raise _Refused(411, "Content-Length required") from None
+        if not 0 <= length <= MAX_BODY:
+            raise _Refused(413, "form too large")
+        body = self.environ["wsgi.input"].read(length)
+        try:
+            return parse_qs(body.decode("utf-8"), keep_blank_values=True)
+        except UnicodeDecodeError:
+            raise _Refused(400, "the form is not UTF-8") from None
 
 
-def check_rater(rater) -> str:
-    if not isinstance(rater, str) or not RATER_PATTERN.match(rater):
-        raise RatingError("rater id must be 1-64 letters, digits or . _ @ -")
-    return rater
+def _one(form: dict, name: str) -> str:
+    values = form.get(name, [])
+    if len(values) != 1:
+        raise RatingError(f"the form needs exactly one '{name}'")
+    return values[0].strip()
 
 
 # ------------------------------------------------------------------------------------------
-# Summary
-# ------------------------------------------------------------------------------------------
-
-
-def _betacf(a: float, b: float, x: float) -> float:
-    """Continued fraction of the regularised incomplete beta function (modified Lentz)."""
-    tiny, eps = 1e-300, 1e-15
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 1000):
-        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
-            d = 1.0 + numerator * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + numerator / c
-            c = c if abs(c) > tiny else tiny
-            h *= c * d
-        if abs(c * d - 1.0) < eps:
-            break
-    return h
-
-
-def betainc(a: float, b: float, x: float) -> float:
-    """Regularised incomplete beta function I_x(a, b)."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    log_front = (math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
-                 + a * math.log(x) + b * math.log1p(-x))
-    if x < (a + 1.0) / (a + b + 2.0):
-        return math.exp(log_front) * _betacf(a, b, x) / a
-    return 1.0 - math.exp(log_front) * _betacf(b, a, 1.0 - x) / b
-
-
-def t_cdf(t: float, df: float) -> float:
-    """CDF of Student's t distribution with `df` degrees of freedom."""
-    tail = 0.5 * betainc(df / 2.0, 0.5, df / (df + t * t))
-    return 1.0 - tail if t >= 0 else tail
-
-
-def t_quantile(p: float, df: float) -> float:
-    """Inverse of `t_cdf` (bisection to machine precision)."""
-    if not 0.0 < p < 1.0 or df <= 0:
-        raise ValueError(f"need 0 < p < 1 and df > 0, got p={p}, df={df}")
-    if p < 0.5:
-        return -t_quantile(1.0 - p, df)
-    lo, hi = 0.0, 1.0
-    while t_cdf(hi, df) < p:
-        lo, hi = hi, hi * 2.0
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if t_cdf(mid, df) < p:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo <= 1e-13 * max(1.0, hi):
-            break
-    return 0.5 * (lo + hi)
-
-
-def mean_ci(scores, level: float = 0.95) -> tuple[float, float | None, float | None]:
-    """(mean, low, high): the t confidence interval of the mean (None with fewer than 2)."""
-    n = len(scores)
-    if n == 0:
-        return float("nan"), None, None
-    mean = sum(scores) / n
-    if n < 2:
-        return mean, None, None
-    sd = math.sqrt(sum((s - mean) ** 2 for s in scores) / (n - 1))
-    half = t_quantile(0.5 + level / 2.0, n - 1) * sd / math.sqrt(n)
-    return mean, mean - half, mean + half
-
-
-def summarize(store: RatingStore, models: list[str] | None = None) -> list[dict]:
-    """Per model and split: n answers, raters, mean and 95% CI of the latest answers."""
-    latest = store.latest()
-    names = list(models or [])
-    names += sorted({r["model"] for r in latest} - set(names))
-    rows = []
-    for model in names:
-        for split in SPLITS:
-            picked = [r for r in latest if r["model"] == model and r["split"] == split]
-            mean, low, high = mean_ci([r["score"] for r in picked])
-            rows.append({"model": model, "split": split, "n": len(picked),
-                         "raters": len({r["rater"] for r in picked}),
-                         "mean": mean if picked else None, "ci_low": low, "ci_high": high})
-    return rows
-
-
-def format_summary(rows: list[dict]) -> str:
-    """The summary as the seed's table: one line per model, train and test side by side."""
-    def cell(r):
-        if not r or not r["n"]:
-            return "-", "-", "0"
-        ci = "-" if r["ci_low"] is None else f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]"
-        return f"{r['mean']:+.3f}", ci, f"{r['n']} ({r['raters']} raters)"
-
-    header = ["model", "train mean", "train 95% CI", "train n", "test mean", "test 95% CI",
-              "test n"]
-    table = []
-    for model in dict.fromkeys(r["model"] for r in rows):
-        by_split = {r["split"]: r for r in rows if r["model"] == model}
-        table.append([model, *cell(by_split.get("train")), *cell(by_split.get("test"))])
-    widths = [max(len(r[i]) for r in [header] + table) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                       for i, (c, w) in enumerate(zip(r, widths))) for r in [header] + table]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines + ["scores: -2 (very poor) .. 2 (very good); 95% CI: Student t over "
-                              "the answers (latest per rater and item)"])
-
-
-# ------------------------------------------------------------------------------------------
-# Web app
+# The app
 # ------------------------------------------------------------------------------------------
 
 _CSS = """
@@ -347,24 +205,29 @@ button { margin-top: 1em; font-size: 1.1em; padding: 0.3em 1.5em; }
 """
 
 
-def _signed(score: int) -> str:
-    return f"{score:+d}" if score else "0"
-
-
 def _page(title: str, body: str) -> bytes:
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
             f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
             f"{body}</body></html>").encode("utf-8")
 
 
-class RatingApp:
-    """What the HTTP handler needs: the manifest, the store and the questions."""
+def _signed(score: int) -> str:
+    return f"{score:+d}" if score else "0"
 
-    def __init__(self, manifest: Manifest, store: RatingStore, questions: dict | None = None):
+
+class RatingApp:
+    """The WSGI application of one study: `manifest`'s items, answers in `store`."""
+
+    def __init__(self, manifest: Manifest, store: RatingStore,
+                 settings: RatingSettings | None = None):
         self.manifest, self.store = manifest, store
-        self.questions = {**DEFAULT_QUESTIONS, **(questions or {})}
+        self.settings = settings or RatingSettings()
+        self.questions = {split: getattr(self.settings, f"question_{split}") or question
+                          for split, question in QUESTIONS.items()}
         self._lock = threading.Lock()
         self._orders: dict[str, list[str]] = {}
+
+    # ---- the study
 
     def order(self, rater: str) -> list[str]:
         with self._lock:
@@ -372,7 +235,7 @@ class RatingApp:
                 self._orders[rater] = rater_order(rater, self.manifest.items)
             return self._orders[rater]
 
-    def next_item(self, rater: str) -> tuple[Item | None, int, int]:
+    def next_item(self, rater: str):
         """(next unanswered item or None, answered so far, total) for `rater`."""
         done = self.store.answered(rater) & self.manifest.items.keys()
         order = self.order(rater)
@@ -381,179 +244,255 @@ class RatingApp:
                 return self.manifest.items[item_id], len(done), len(order)
         return None, len(done), len(order)
 
-    def answer(self, form: dict[str, list[str]]) -> tuple[str, int]:
-        """Validate and store a submitted form; returns (rater, row id) or raises RatingError."""
-        def one(name):
-            values = form.get(name, [])
-            if len(values) != 1:
-                raise RatingError(f"the form needs exactly one '{name}'")
-            return values[0].strip()
+    def choices(self, rater: str, item) -> list[str]:
+        """The candidate words `rater` is offered for a word-study item."""
+        return word_choices(rater, item, self.manifest.words, self.settings.choices)
 
-        rater, item_id, score_text = check_rater(one("rater")), one("item"), one("score")
+    def answer(self, rater: str, form: dict[str, list[str]]) -> int:
+        """Validate and store `rater`'s submitted form; the row id, or RatingError."""
+        item_id = _one(form, "item")
         item = self.manifest.items.get(item_id)
         if item is None:
             raise RatingError(f"unknown item {item_id!r}")
-        if not re.fullmatch(r"[+-]?\d{1,2}", score_text) or int(score_text) not in SCORES:
-            raise RatingError(f"score must be an integer from -2 to 2, got {score_text!r}")
-        return rater, self.store.add(rater, item, int(score_text))
+        if self.manifest.kind == "words":
+            return self.store.add_choice(rater, item, _one(form, "choice"),
+                                         self.choices(rater, item))
+        score = _one(form, "score")
+        if not re.fullmatch(r"[+-]?\d{1,2}", score) or int(score) not in SCORES:
+            raise RatingError(f"score must be an integer from -2 to 2, got {score!r}")
+        return self.store.add(rater, item, int(score))
+
+    # ---- WSGI
+
+    def __call__(self, environ, start_response):
+        request = _Request(environ)
+        try:
+            reply = self._route(request)
+        except _Refused as refused:
+            reply = _Reply(refused.status, self.error_page(refused.status, str(refused)))
+        start_response(f"{reply.status} {HTTPStatus(reply.status).phrase}", reply.headers())
+        return [reply.body]
+
+    def _route(self, request: _Request) -> _Reply:
+        path = request.path
+        if request.method in ("GET", "HEAD"):
+            if path == "/":
+                return self._start_page(request)
+            if path == "/rate":
+                return self._next(request)
+            if path.startswith("/image/"):
+                return self._image(path)
+        elif request.method == "POST" and path in ("/start", "/answer"):
+            form = request.form()
+            self._check_forgery(request, form)
+            return self._start(request, form) if path == "/start" else \
+                self._answer(request, form)
+        elif request.method != "POST":
+            raise _Refused(405, f"method {request.method} not allowed")
+        raise _Refused(404, f"no page {path}")
+
+    def _check_forgery(self, request: _Request, form) -> None:
+        if not same_origin(request.environ):
+            raise _Refused(403, "refused: the form was not sent from a page of this study "
+                                "(Origin/Referer of another site, or none)")
+        sent = form.get("csrf", [""])
+        if request.token is None or len(sent) != 1 or not hmac.compare_digest(
+                sent[0].encode(), csrf_token(request.token).encode()):
+            raise _Refused(403, "refused: the form has expired or was not made by this study "
+                                "for this browser; open the start page again")
+
+    def _start_page(self, request: _Request) -> _Reply:
+        token, extra = request.token, ()
+        if token is None:  # an anonymous session, so the start form carries a token
+            token = secrets.token_urlsafe(32)
+            extra = (_cookie_header(token),)
+        return _Reply(200, self.start_page(csrf_token(token), self.store.session_rater(token)),
+                      extra=extra)
+
+    def _start(self, request: _Request, form) -> _Reply:
+        try:
+            rater = check_rater(_one(form, "rater"))
+        except RatingError as err:
+            raise _Refused(400, str(err)) from None
+        if self.store.session_rater(request.token) == rater:
+            return _redirect("/rate")
+        try:
+            token = self.store.start_session(rater)
+        except RaterTakenError as err:
+            raise _Refused(409, str(err)) from None
+        return _redirect("/rate", _cookie_header(token))
+
+    def _next(self, request: _Request) -> _Reply:
+        rater = self.store.session_rater(request.token)
+        if rater is None:
+            return _redirect("/")
+        item, done, total = self.next_item(rater)
+        if item is None:
+            return _Reply(200, self.done_page(rater, total))
+        csrf = csrf_token(request.token)
+        page = (self.word_page(rater, item, done, total, csrf)
+                if self.manifest.kind == "words"
+                else self.item_page(rater, item, done, total, csrf))
+        return _Reply(200, page)
+
+    def _answer(self, request: _Request, form) -> _Reply:
+        rater = self.store.session_rater(request.token)
+        if rater is None:
+            raise _Refused(403, "refused: no rating session; start on the start page")
+        try:
+            self.answer(rater, form)
+        except RatingError as err:
+            raise _Refused(400, str(err)) from None
+        return _redirect("/rate")
+
+    def _image(self, path: str) -> _Reply:
+        parts = path.split("/")
+        item = self.manifest.items.get(parts[2]) if len(parts) == 4 else None
+        kind = parts[3] if item else ""
+        relative = getattr(item, kind, None) if kind in ("input", "output", "target",
+                                                         "image") else None
+        if not isinstance(relative, str):
+            raise _Refused(404, "no such image")
+        try:
+            file = self.manifest.path(relative)
+            data = file.read_bytes()
+        except (RatingError, OSError):
+            raise _Refused(404, "image file missing from the study") from None
+        return _Reply(200, data, mimetypes.guess_type(file.name)[0] or "application/octet-stream")
 
     # ---- pages
 
-    def start_page(self, rater: str | None, error: str = "") -> bytes:
-        esc = html.escape
-        value = esc(rater or "")
-        scale = "".join(f"<li><b>{_signed(s)}</b> {esc(label)}</li>" for s, label in SCALE)
-        body = ("<h1>Rating study</h1>"
-                + (f"<p class='error'>{esc(error)}</p>" if error else "")
-                + f"<p>You will see {len(self.manifest.items)} translated images, one at a "
-                "time, each with the image it was made from (and, where there is one, the "
-                "target the model should reach). The systems are anonymous and appear in a "
-                "random order. Rate each output on this scale:</p>"
-                f"<ul>{scale}</ul>"
-                "<form method='get' action='/rate'><label>Your rater id (letters, digits, "
-                f". _ @ -): <input name='rater' value='{value}' required maxlength='64' "
-                "pattern='[A-Za-z0-9_.@-]{1,64}'></label> <button type='submit'>Start or "
-                "continue</button></form>"
-                "<p>Your answers are saved as you go; you can stop and come back later with "
-                "the same id.</p>")
+    def start_page(self, csrf: str, rater: str | None) -> bytes:
+        esc, total = html.escape, len(self.manifest.items)
+        if self.manifest.kind == "words":
+            intro = (f"<p>You will see {total} stylized images, one at a time. Each was made "
+                     "to show the texture of one word. Pick the word you think it shows.</p>")
+        else:
+            scale = "".join(f"<li><b>{_signed(s)}</b> {esc(label)} ({esc(seed)})</li>"
+                            for s, label, seed in SCALE)
+            intro = (f"<p>You will see {total} generated images, one at a time, from "
+                     "anonymous systems in a random order. Rate each on this scale:</p>"
+                     f"<ul>{scale}</ul>")
+        resume = (f"<p>You are rater <b>{esc(rater)}</b>: <a href='/rate'>continue</a>.</p>"
+                  if rater else "")
+        body = ("<h1>Rating study</h1>" + intro + resume
+                + "<form method='post' action='/start'>"
+                f"<input type='hidden' name='csrf' value='{esc(csrf)}'>"
+                "<label>Your rater id (letters, digits, . _ @ -): <input name='rater' "
+                "required maxlength='64' pattern='[A-Za-z0-9_.@-]{1,64}'></label> "
+                "<button type='submit'>Start</button></form>"
+                "<p>Your answers are saved as you go; come back in this browser to "
+                "continue.</p>")
         return _page("Rating study", body)
 
-    def item_page(self, rater: str, item: Item, done: int, total: int) -> bytes:
+    def _form(self, item_id: str, csrf: str, legend: str, radios: str) -> str:
+        esc = html.escape
+        return ("<form method='post' action='/answer'>"
+                f"<input type='hidden' name='csrf' value='{esc(csrf)}'>"
+                f"<input type='hidden' name='item' value='{esc(item_id)}'>"
+                f"<fieldset><legend>{esc(legend)}</legend>{radios}</fieldset>"
+                "<button type='submit'>Save and next</button></form>")
+
+    def _header(self, rater: str, done: int, total: int) -> str:
+        return (f"<p>Rater <b>{html.escape(rater)}</b> &middot; item {done + 1} of {total} "
+                "&middot; <a href='/'>start page</a></p>")
+
+    def item_page(self, rater: str, item: Item, done: int, total: int, csrf: str) -> bytes:
+        """A translation output: train ones beside the illustrator's drawing (the input
+        where there is none), test ones alone, as the seed showed them."""
         esc = html.escape
         label = model_labels(rater, self.manifest.models)[item.model]
-        figures = [("input", "Input")]
-        if item.target:
-            figures.append(("target", "Target (reference)"))
-        figures.append(("output", f"Output of {label}"))
+        figures = []
+        if self.settings.show_input or (item.split == "train" and not item.target):
+            figures.append(("input", "Input"))
+        if item.split == "train" and item.target:
+            figures.append(("target", "The illustrator's drawing" if item.direction == "AtoB"
+                            else "The target image"))
+        figures.append(("output", f"Generated by {label}"))
         images = "".join(
             f"<figure><img src='/image/{quote(item.id)}/{kind}' alt='{esc(caption)}'>"
             f"<figcaption>{esc(caption)}</figcaption></figure>" for kind, caption in figures)
         radios = "".join(
             f"<label><input type='radio' name='score' value='{s}' required> {_signed(s)} "
-            f"{esc(text)}</label>" for s, text in SCALE)
-        body = (f"<p>Rater <b>{esc(rater)}</b> &middot; item {done + 1} of {total} &middot; "
-                f"<a href='/'>start page</a></p>"
-                f"<h2>{esc(self.questions[item.split])}</h2>"
+            f"{esc(text)} ({esc(seed)})</label>" for s, text, seed in SCALE)
+        body = (self._header(rater, done, total)
+                + f"<h2>{esc(self.questions[item.split])}</h2>"
                 f"<div class='images'>{images}</div>"
-                "<form method='post' action='/answer'>"
-                f"<input type='hidden' name='rater' value='{esc(rater)}'>"
-                f"<input type='hidden' name='item' value='{esc(item.id)}'>"
-                f"<fieldset><legend>Your rating of {esc(label)}</legend>{radios}</fieldset>"
-                "<button type='submit'>Save and next</button></form>")
+                + self._form(item.id, csrf, f"Your rating of {label}", radios))
         return _page(f"Rating {done + 1}/{total}", body)
 
+    def word_page(self, rater: str, item, done: int, total: int, csrf: str) -> bytes:
+        esc = html.escape
+        radios = "".join(
+            f"<label><input type='radio' name='choice' value='{esc(word)}' required> "
+            f"{esc(word)}</label>" for word in self.choices(rater, item))
+        body = (self._header(rater, done, total) + f"<h2>{esc(WORD_QUESTION)}</h2>"
+                f"<div class='images'><figure><img src='/image/{quote(item.id)}/image' "
+                "alt='stylized image'></figure></div>"
+                + self._form(item.id, csrf, "The texture word", radios))
+        return _page(f"Word {done + 1}/{total}", body)
+
     def done_page(self, rater: str, total: int) -> bytes:
-        return _page("Thank you", f"<h1>Thank you, {html.escape(rater)}!</h1><p>You rated all "
-                     f"{total} images. Your answers are saved.</p><p><a href='/'>start page</a>"
-                     "</p>")
+        return _page("Thank you", f"<h1>Thank you, {html.escape(rater)}!</h1><p>You answered "
+                     f"all {total} items. Your answers are saved.</p>"
+                     "<p><a href='/'>start page</a></p>")
+
+    def error_page(self, status: int, message: str) -> bytes:
+        return _page("Error", f"<h1>{status} {HTTPStatus(status).phrase}</h1>"
+                     f"<p class='error'>{html.escape(message)}</p>"
+                     "<p><a href='/'>start page</a></p>")
 
 
-class _Handler(BaseHTTPRequestHandler):
-    app: RatingApp  # set on the subclass made by make_server
-    server_version = "tfstyle-rating/1"
+# ------------------------------------------------------------------------------------------
+# The server
+# ------------------------------------------------------------------------------------------
 
-    def log_message(self, format, *args):  # noqa: A002  (quiet; the CLI prints its own lines)
-        pass
 
-    def _send(self, status: int, body: bytes, content_type="text/html; charset=utf-8",
-              headers=()):
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        for name, value in headers:
-            self.send_header(name, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+class RatingServer:
+    """`app` behind waitress, bounded by the settings (see the module docstring)."""
 
-    def _error(self, status: int, message: str):
-        self._send(status, _page("Error", f"<h1>{status} {HTTPStatus(status).phrase}</h1>"
-                                 f"<p class='error'>{html.escape(message)}</p>"
-                                 "<p><a href='/'>start page</a></p>"))
+    def __init__(self, app: RatingApp, settings: RatingSettings):
+        import waitress
 
-    def _cookie_rater(self) -> str | None:
-        cookie = SimpleCookie()
+        logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # bursts are expected
+        self.app = app
+        self._map: dict = {}
+        self._server = waitress.create_server(
+            app, map=self._map, host=settings.host, port=settings.port,
+            threads=settings.threads, connection_limit=settings.max_connections,
+            backlog=settings.backlog, channel_timeout=settings.timeout, cleanup_interval=1,
+            asyncore_loop_timeout=1, max_request_body_size=MAX_BODY,
+            max_request_header_size=MAX_HEADER, ident="tfstyle-rating",
+            expose_tracebacks=False)
+
+    @property
+    def server_address(self) -> tuple[str, int]:
+        return self._server.effective_host, int(self._server.effective_port)
+
+    def serve_forever(self) -> None:
+        """Serve until `shutdown()` (from another thread) or Ctrl-C."""
         try:
-            cookie.load(self.headers.get("Cookie", ""))
-        except Exception:  # a malformed cookie header is ignored
-            return None
-        value = cookie["rater"].value if "rater" in cookie else None
-        return value if value and RATER_PATTERN.match(value) else None
+            self._server.run()
+        finally:
+            self._server.task_dispatcher.shutdown()
 
-    def do_HEAD(self):  # noqa: N802
-        self.do_GET()
+    def shutdown(self) -> None:
+        """Make `serve_forever` return: its loop closes the listener and every connection."""
+        from waitress import wasyncore
 
-    def do_GET(self):  # noqa: N802
-        url = urlsplit(self.path)
-        query = parse_qs(url.query)
-        app = self.app
-        if url.path == "/":
-            self._send(200, app.start_page(self._cookie_rater()))
-        elif url.path == "/rate":
-            rater = (query.get("rater") or [self._cookie_rater() or ""])[0].strip()
-            if not RATER_PATTERN.match(rater):
-                self._send(400, app.start_page(rater, "Please enter a valid rater id (1-64 "
-                                               "letters, digits or . _ @ -)."))
-                return
-            item, done, total = app.next_item(rater)
-            page = (app.item_page(rater, item, done, total) if item
-                    else app.done_page(rater, total))
-            self._send(200, page, headers=[(
-                "Set-Cookie", f"rater={rater}; Path=/; SameSite=Strict; HttpOnly")])
-        elif url.path.startswith("/image/"):
-            parts = url.path.split("/")
-            item = app.manifest.items.get(parts[2]) if len(parts) == 4 else None
-            kind = parts[3] if len(parts) == 4 else ""
-            relative = getattr(item, kind, None) if kind in ("input", "output", "target") \
-                else None
-            if not relative:
-                self._error(404, "no such image")
-                return
-            try:
-                path = app.manifest.path(relative)
-                data = path.read_bytes()
-            except (RatingError, OSError):
-                self._error(404, "image file missing from the report")
-                return
-            self._send(200, data, content_type="image/png")
-        else:
-            self._error(404, f"no page {url.path}")
+        self._server.trigger.pull_trigger(lambda: wasyncore.close_all(self._map))
 
-    def do_POST(self):  # noqa: N802
-        if urlsplit(self.path).path != "/answer":
-            self._error(404, f"no page {self.path}")
-            return
-        try:
-            length = int(self.headers.get("Content-Length", ""))
-        except ValueError:
-            self._error(411, "Content-Length required")
-            return
-        if length > MAX_BODY or length < 0:
-            self._error(413, "form too large")
-            return
-        body = self.rfile.read(length)
-        if "application/x-www-form-urlencoded" not in self.headers.get("Content-Type", ""):
-            self._error(415, "send the form as application/x-www-form-urlencoded")
-            return
-        try:
-            form = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
-            rater, _ = self.app.answer(form)
-        except (UnicodeDecodeError, RatingError) as err:
-            self._error(400, str(err))
-            return
-        self._send(303, b"", headers=[("Location", f"/rate?rater={quote(rater)}")])
+    def server_close(self) -> None:
+        """Close what is still open (after serve_forever returned, or never ran)."""
+        from waitress import wasyncore
+
+        wasyncore.close_all(self._map)
 
 
-def make_server(report_dir, db_path, host: str = "127.0.0.1", port: int = 8080,
-                questions: dict | None = None, directions=("AtoB", "BtoA")
-                ) -> ThreadingHTTPServer:
-    """An HTTP server for the rating study of `report_dir` (items of `directions`) storing
-    answers in `db_path` (call serve_forever(); port 0 picks a free port: see
-    server.server_address)."""
-    app = RatingApp(load_manifest(report_dir, directions), RatingStore(db_path), questions)
-    handler = type("RatingHandler", (_Handler,), {"app": app})
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
-    server.app = app
-    return server
+def make_server(study_dir, db_path, settings: RatingSettings | None = None) -> RatingServer:
+    """A server for the study in `study_dir` storing answers in `db_path` (call
+    serve_forever(); port 0 picks a free port: see server_address)."""
+    settings = settings or RatingSettings()
+    manifest = load_manifest(study_dir, settings.directions)
+    app = RatingApp(manifest, RatingStore(db_path, manifest.kind), settings)
+    return RatingServer(app, settings)

@@ -1,7 +1,7 @@
 """Evaluation report for trained CycleGAN-family models: translations, metrics, an HTML page.
 
-`build_report(model_dirs, dataroot, out_dir)` does, for every model directory (see
-`tfstyle.inference` for its layout):
+`build_report(model_dirs, dataroot, out_dir, options)` does, for every model directory (its
+`generators/` as `tfstyle.cyclegan.generators` writes them):
 
 1. Reads testA/ and testB/ (and up to `num_train` images of trainA/ and trainB/, evenly spaced
    over the sorted file list, for the rating study's "train" split), resized bicubically to
@@ -11,14 +11,16 @@
    `translator.Translator`, and runs the cycle back (A -> B -> A, B -> A -> B).
 3. Computes on the test images, per model and direction:
    FID and KID between the translated images and the real test images of the target domain
-   (AtoB outputs vs testB, BtoA outputs vs testA; `tfstyle.metrics`, features from
-   `tfstyle.inception` unless another feature function is given), cycle reconstruction PSNR and
-   SSIM, and, when testA/ and testB/ hold pairs (files with the same stem), L1/PSNR/SSIM of the
-   output to its paired target. FID on fewer than `FID_MIN_RELIABLE` images per set is flagged.
+   (AtoB outputs vs testB, BtoA outputs vs testA; `evaluation.metrics`, features from
+   `evaluation.inception` unless another feature function is given), cycle reconstruction
+   PSNR and SSIM, and, when testA/ and testB/ hold pairs (files with the same stem),
+   L1/PSNR/SSIM of the output to its paired target. FID on fewer than `FID_MIN_RELIABLE`
+   images per set is flagged.
 4. Writes OUT/metrics.json, OUT/index.html (metrics table, training-loss plots read from
-   MODEL_DIR/logs, and a grid with one row per image: input, every model's output side by side,
-   paired target), OUT/plots/*.png, OUT/images/** and OUT/rating_manifest.json, the list of
-   outputs that `tfstyle.rating` asks raters about.
+   MODEL_DIR/logs by `evaluation.training_logs`, and a grid with one row per image: input,
+   every model's output side by side, paired target), OUT/plots/*.png, OUT/images/** and
+   OUT/rating_manifest.json, the list of outputs the rating study (`evaluation.rating`) asks
+   raters about.
 """
 
 from __future__ import annotations
@@ -37,28 +39,51 @@ from urllib.parse import quote
 import numpy as np
 from absl import logging
 
-from tfstyle.core.files import atomic_path, write_text_atomic
+from tfstyle.core.config import Config, setting
+from tfstyle.core.files import write_text_atomic
 from tfstyle.core.images import ImageError, list_images, read_image, resize, write_image
-from tfstyle.cyclegan import generators, translator
 from tfstyle.evaluation import metrics
-from tfstyle.evaluation.rating import MANIFEST
-from tfstyle.cyclegan.blocks import BLOCKS
+from tfstyle.evaluation.studies import MANIFEST
+from tfstyle.evaluation.training_logs import plot_losses, read_scalars
 
 #: FID on fewer images than this per set is marked unreliable.
 FID_MIN_RELIABLE = 500
-#: Display names of the residual blocks (the seeds' model names).
+#: Source and target domain of each direction.
 DIRECTION_DOMAINS = {"AtoB": ("A", "B"), "BtoA": ("B", "A")}
-#: Order of the loss-plot panels: tags matching an earlier predicate come first.
-TAG_ORDER = (
-    lambda t: t in ("loss/G_gan", "loss/F_gan"),
-    lambda t: t.startswith(("loss/cycle", "loss/idt", "loss/pix")),
-    lambda t: t.startswith("loss/D_"),
-    lambda t: t == "learning_rate",
-)
 
 
 class ReportError(ValueError):
     """Inputs the report cannot be built from; the message names the folder or file."""
+
+
+@dataclass
+class ReportOptions(Config):
+    """Settings of an evaluation report; `python -m tfstyle.evaluate` has a flag for each."""
+    inception_weights: str = setting(
+        "imagenet", "InceptionV3 weights: 'imagenet' (Keras cache or download), a local file "
+        "(.h5 / .weights.h5 / .keras), or 'random' (smoke tests only).")
+    inception_size: int = setting(299, "Inception input side. FID is defined at 299; smaller "
+                                  "(>= 75) only for quick smoke runs.", min=75)
+    image_size: int = setting(None, "Images are resized to this square side before "
+                              "translation; default: the first model's crop_size; 0: keep "
+                              "each size.", min=0)
+    num_train: int = setting(20, "Train images per domain to translate for the report and the "
+                             "rating study (0: none).", min=0)
+    paired: str = setting("auto", "Paired metrics: testA/testB files with the same stem are "
+                          "pairs (auto: if there are any).", choices=("auto", "yes", "no"))
+    kid_subsets: int = setting(100, "KID: number of random subsets.", min=1)
+    kid_subset_size: int = setting(1000, "KID: largest subset size.", min=2)
+    tile: int = setting(512, "Largest side translated in one piece (see tfstyle.translate).",
+                        min=16)
+    overlap: int = setting(32, "Overlap of neighbouring tiles in pixels.", min=0)
+    seed: int = setting(0, "Seed of the KID subsets.")
+
+    def validate(self):
+        weights = self.inception_weights
+        self.need(weights in ("imagenet", "random") or Path(weights).expanduser().is_file(),
+                  "inception_weights", "not 'imagenet', 'random' or an existing file")
+        self.need(self.tile % 4 == 0, "tile", "must be a multiple of 4")
+        self.need(self.overlap < self.tile // 2, "overlap", "must be less than tile/2")
 
 
 # ------------------------------------------------------------------------------------------
@@ -79,6 +104,8 @@ def describe_models(model_dirs: Sequence) -> list[ModelEntry]:
 
     The name is the directory's basename plus the block's model name; when two basenames are
     equal, parent folders are added until the names differ."""
+    from tfstyle.cyclegan import generators  # TensorFlow: imported when models are read
+    from tfstyle.cyclegan.blocks import BLOCKS
     dirs = [Path(d) for d in model_dirs]
     if not dirs:
         raise ReportError("no model directories given")
@@ -234,104 +261,6 @@ def format_table(report: dict) -> str:
 
 
 # ------------------------------------------------------------------------------------------
-# Training logs
-# ------------------------------------------------------------------------------------------
-
-
-def read_scalars(log_dir) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{tag: (steps, values)} of the scalar summaries in a TensorBoard log folder (TF2 scalars
-    stored as tensors, and TF1 simple values); a step written twice (a resumed run) keeps the
-    later value. {} when the folder holds no event files."""
-    log_dir = Path(log_dir)
-    if not log_dir.is_dir() or not any(log_dir.rglob("events.out.tfevents*")):
-        return {}
-    from tensorboard.backend.event_processing import event_accumulator
-    from tensorboard.util import tensor_util
-
-    series: dict[str, dict[int, float]] = {}
-    runs = sorted({p.parent for p in log_dir.rglob("events.out.tfevents*")})
-    for run in runs:
-        acc = event_accumulator.EventAccumulator(
-            str(run), size_guidance={event_accumulator.TENSORS: 0,
-                                     event_accumulator.SCALARS: 0})
-        acc.Reload()
-        tags = acc.Tags()
-        for tag in tags.get(event_accumulator.TENSORS, []):
-            if acc.SummaryMetadata(tag).plugin_data.plugin_name != "scalars":
-                continue
-            for event in acc.Tensors(tag):
-                value = tensor_util.make_ndarray(event.tensor_proto)
-                if value.size == 1 and np.issubdtype(value.dtype, np.number):
-                    series.setdefault(tag, {})[int(event.step)] = float(value.reshape(()))
-        for tag in tags.get(event_accumulator.SCALARS, []):
-            for event in acc.Scalars(tag):
-                series.setdefault(tag, {})[int(event.step)] = float(event.value)
-    return {tag: (np.array(sorted(v)), np.array([v[s] for s in sorted(v)]))
-            for tag, v in sorted(series.items())}
-
-
-def _smooth(values: np.ndarray, weight: float = 0.6) -> np.ndarray:
-    """TensorBoard-style exponential moving average (debiased)."""
-    out, last = np.empty(len(values)), 0.0
-    for i, v in enumerate(values):
-        last = last * weight + (1 - weight) * v
-        out[i] = last / (1 - weight ** (i + 1))
-    return out
-
-
-def plot_losses(runs: dict[str, dict], path) -> Path | None:
-    """One PNG with a panel per scalar tag (losses in TAG_ORDER, then learning_rate and any
-    other tags) and a line per model, so models compare at a glance; noisy series (more than
-    20 points) are drawn faint with a moving average on top. `runs` maps a model name to
-    `read_scalars` output; None when no model has scalars."""
-    runs = {name: s for name, s in runs.items() if s}
-    if not runs:
-        return None
-    try:
-        import matplotlib
-    except ImportError as err:
-        raise ImportError("the loss plots need matplotlib: pip install matplotlib") from err
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    tags = sorted({t for s in runs.values() for t in s})
-    order = [t for wanted in TAG_ORDER for t in tags if wanted(t)]
-    tags = list(dict.fromkeys(order + tags))
-    columns = min(3, len(tags))
-    rows = math.ceil(len(tags) / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 2.9 * rows), squeeze=False)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, tag in zip(axes.flat, tags):
-        for i, (name, scalars) in enumerate(runs.items()):
-            if tag not in scalars:
-                continue
-            steps, values = scalars[tag]
-            colour = colours[i % len(colours)]
-            if len(values) > 20:
-                ax.plot(steps, values, color=colour, alpha=0.25, linewidth=0.8)
-                values = _smooth(values)
-            ax.plot(steps, values, color=colour, linewidth=1.4, label=name)
-        ax.set_title(tag.removeprefix("loss/"), fontsize=10)
-        ax.set_xlabel("step", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(tags):]:
-        ax.axis("off")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    for ax in axes.flat:  # the legend of the panel with the most models
-        h, lab = ax.get_legend_handles_labels()
-        if len(lab) > len(labels):
-            handles, labels = h, lab
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=9)
-    fig.tight_layout(rect=(0, 0.04 + 0.02 * math.ceil(len(labels) / 3), 1, 1))
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    return path
-
-
-# ------------------------------------------------------------------------------------------
 # The report
 # ------------------------------------------------------------------------------------------
 
@@ -349,37 +278,29 @@ def _file_name(stem: str) -> str:
     return safe + ".png"
 
 
-def build_report(model_dirs: Sequence, dataroot, out_dir, *,
+def build_report(model_dirs: Sequence, dataroot, out_dir,
+                 options: ReportOptions | None = None, *,
                  features: Callable[[list], np.ndarray] | None = None,
-                 feature_description: str | None = None,
-                 inception_weights="imagenet", inception_size: int = 299,
-                 image_size: int | None = None, num_train: int = 20, paired: str = "auto",
-                 tile: int = 512, overlap: int = 32, kid_subsets: int = 100,
-                 kid_subset_size: int = 1000, seed: int = 0) -> dict:
-    """Translate, measure and write the report (see the module docstring); returns the
-    metrics.json dict.
+                 feature_description: str | None = None) -> dict:
+    """Translate, measure and write the report (see the module docstring and ReportOptions);
+    returns the metrics.json dict.
 
-    Args:
-      features: a function from a list of RGB uint8 images to [N, D] features; default the
-        InceptionV3 pool features with `inception_weights` (see `tfstyle.inception`).
-      image_size: side the images are resized to; None: the first model's crop_size;
-        0: every image keeps its own size.
-      paired: "auto" (testA/testB files with the same stem are pairs, if any), "yes" (there
-        must be pairs) or "no".
+    `features` is a function from a list of RGB uint8 images to [N, D] features; default the
+    InceptionV3 pool features with `options.inception_weights` (`tfstyle.evaluation.inception`).
     """
-    if paired not in ("auto", "yes", "no"):
-        raise ValueError(f"paired must be 'auto', 'yes' or 'no', got {paired!r}")
-    if num_train < 0:
-        raise ValueError(f"num_train must be >= 0, got {num_train}")
+    from tfstyle.cyclegan import generators, translator  # TensorFlow, once flags are checked
+
+    options = options or ReportOptions()
+    paired, num_train = options.paired, options.num_train
     models = describe_models(model_dirs)
     root = check_dataroot(dataroot)
     out = Path(out_dir)
-    size = int(models[0].info.get("crop_size", 256)) if image_size is None else int(image_size)
-    if size < 0:
-        raise ValueError(f"image_size must be >= 0, got {size}")
+    size = (int(models[0].info.get("crop_size", 256)) if options.image_size is None
+            else options.image_size)
     if features is None:
         from tfstyle.evaluation.inception import InceptionFeatures
-        extractor = InceptionFeatures(inception_weights, input_size=inception_size)
+        extractor = InceptionFeatures(options.inception_weights,
+                                      input_size=options.inception_size)
         features, feature_description = extractor, extractor.description
     feature_description = feature_description or getattr(features, "__name__", str(features))
 
@@ -417,7 +338,7 @@ def build_report(model_dirs: Sequence, dataroot, out_dir, *,
     for model in models:
         logging.info("translating with %s", model.name)
         translators = {direction: translator.Translator(
-            generators.load_generator(model.model_dir, direction), tile, overlap)
+            generators.load_generator(model.model_dir, direction), options.tile, options.overlap)
             for direction in generators.DIRECTIONS}
         entry = {"name": model.name, "model_dir": str(model.model_dir),
                  "block": model.info.get("block"), "step": model.info.get("step"),
@@ -440,7 +361,7 @@ def build_report(model_dirs: Sequence, dataroot, out_dir, *,
                 logging.info("metrics of %s %s", model.name, direction)
                 entry[direction] = direction_metrics(
                     fakes, features(fakes), real_features[dst], image_set.images, cycled, pairs,
-                    kid_subsets, kid_subset_size, seed)
+                    options.kid_subsets, options.kid_subset_size, options.seed)
         scalars[model.name] = read_scalars(model.model_dir / "logs")
         entry["has_logs"] = bool(scalars[model.name])
         entry["final_scalars"] = {t: float(v[-1]) for t, (_, v) in scalars[model.name].items()}
@@ -465,7 +386,8 @@ def build_report(model_dirs: Sequence, dataroot, out_dir, *,
         "paired": {"mode": paired, "test_pairs": len(pair_stems["test"]),
                    "train_pairs": len(pair_stems["train"])},
         "fid_min_reliable": FID_MIN_RELIABLE,
-        "kid": {"num_subsets": kid_subsets, "max_subset_size": kid_subset_size, "seed": seed},
+        "kid": {"num_subsets": options.kid_subsets, "max_subset_size": options.kid_subset_size,
+                "seed": options.seed},
         "skipped": skipped, "notes": notes, "models": model_reports,
         "loss_plot": plot.relative_to(out).as_posix() if plot else None,
     }
