@@ -15,6 +15,7 @@ import io
 import logging
 import os
 import pathlib
+import re
 import sqlite3
 import subprocess
 import sys
@@ -22,10 +23,12 @@ import threading
 import time
 
 import pytest
-from absl import flags
+from absl import app, flags
 from PIL import Image
 
-from tfstyle.bam import build as bam
+from tfstyle.bam import builder, checks, demo, download, select
+from tfstyle.bam import manifest as manifest_file
+from tfstyle.core import fetch
 from train import bam_domains
 
 # The 20 BAM attributes, written out here independently of the library.
@@ -41,6 +44,7 @@ BAM_ATTRIBUTES = [
 # answer on a loaded machine, short enough to keep the timeout tests quick.
 TIMEOUT = 1.0
 SLOW_DELAY = 10.0      # /slow/ answers after this (or never: see close())
+TRICKLE_GAP = 0.1      # /trickle/ sends a byte every this many seconds
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -79,6 +83,8 @@ class ImageServer:
     /trunc/<n>.jpg     truncated JPEG  /slow/<n>.jpg  image after SLOW_DELAY
     /flaky/<n>.jpg     503 the first time, then the image
     /short/<n>.jpg     Content-Length larger than the body sent
+    /trickle/<n>.jpg   an image's headers, then one byte every TRICKLE_GAP s
+    /to?URL            302 redirect to URL
     """
 
     def __init__(self):
@@ -107,7 +113,22 @@ class ImageServer:
                     server.user_agents.add(self.headers.get("User-Agent", ""))
                 kind, _, name = self.path.strip("/").partition("/")
                 seed = int("".join(c for c in name if c.isdigit()) or 0)
-                if kind == "good" and name.endswith(".png"):
+                if self.path.startswith("/to?"):
+                    self.send_response(302)
+                    self.send_header("Location", self.path[len("/to?"):])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                elif kind == "trickle":
+                    body = image_bytes(seed)
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    for i in range(len(body)):
+                        if server.stop.wait(TRICKLE_GAP):
+                            return
+                        self.wfile.write(body[i:i + 1])
+                        self.wfile.flush()
+                elif kind == "good" and name.endswith(".png"):
                     self._send(200, image_bytes(seed, "PNG"), "image/png")
                 elif kind == "good":
                     self._send(200, image_bytes(seed), "image/jpeg")
@@ -276,13 +297,13 @@ def scary_only(mids, start=0.99, step=0.01, kinds=None):
             for i, m in enumerate(mids)]
 
 
-FAST = bam.DownloadOptions(workers=4, rate=0, timeout=TIMEOUT, retries=1,
+FAST = download.DownloadOptions(workers=4, rate=0, timeout=TIMEOUT, retries=1,
                            backoff=0.01, progress_every=5, checkpoint_every=3)
 
 
 def build(db, out, **kwargs):
     kwargs.setdefault("options", FAST)
-    return bam.build_domains(db, out, **kwargs)
+    return builder.build_domains(db, out, **kwargs)
 
 
 def stored(out, folder) -> dict[int, pathlib.Path]:
@@ -305,7 +326,7 @@ def by_mid(rows) -> dict[int, dict[str, str]]:
 # --------------------------------------------------------------------------
 
 def test_attribute_list_matches_bam():
-    assert list(bam.ATTRIBUTES) == BAM_ATTRIBUTES
+    assert list(select.ATTRIBUTES) == BAM_ATTRIBUTES
 
 
 def test_ranks_and_test_slice(tmp_path, server):
@@ -369,18 +390,18 @@ def test_image_in_both_lists_goes_to_its_better_rank(tmp_path, server):
 
 def test_same_position_in_both_lists_goes_to_higher_score():
     def cand(mid, score):
-        return bam.Candidate(mid, score, None, None, False, None, None)
+        return select.RankedImage(mid, score, None, None, False, None, None)
 
     # mid 7 is 2nd in both lists; its B score is higher -> B.
     a = [cand(1, 0.9), cand(7, 0.5), cand(3, 0.4)]
     b = [cand(2, 0.9), cand(7, 0.8), cand(4, 0.1)]
-    s = bam.DomainSplitter(a, b)
+    s = select.DomainSplitter(a, b)
     assert [(c.mid, c.rank) for c in iter(lambda: s.next(0), None)] == \
         [(1, 1), (3, 2)]
     assert [(c.mid, c.rank) for c in iter(lambda: s.next(1), None)] == \
         [(2, 1), (7, 2), (4, 3)]
     # Equal scores too -> domain A.
-    s = bam.DomainSplitter([cand(7, 0.5)], [cand(7, 0.5)])
+    s = select.DomainSplitter([cand(7, 0.5)], [cand(7, 0.5)])
     assert s.next(0).mid == 7 and s.next(1) is None
 
 
@@ -389,10 +410,10 @@ def test_splitter_reads_lists_only_as_far_as_needed():
         i = 0
         while True:
             i += 1
-            yield bam.Candidate(prefix + i, 1.0 / i, None, None, False, None,
+            yield select.RankedImage(prefix + i, 1.0 / i, None, None, False, None,
                                 None)
 
-    s = bam.DomainSplitter(endless(0), endless(10 ** 9))
+    s = select.DomainSplitter(endless(0), endless(10 ** 9))
     assert [s.next(0).rank for _ in range(1000)][-1] == 1000
     assert s.next(1).rank == 1
 
@@ -429,7 +450,7 @@ def test_bad_images_are_skipped_and_replaced_by_next_rank(tmp_path, server):
     text = summary.format()
     assert "skipped: 4" in text and "http_404: 1" in text
     # Nothing partial or bad was written anywhere.
-    for folder in bam.SPLIT_DIRS + ("unused",):
+    for folder in builder.SPLIT_DIRS + ("unused",):
         for path in (out / folder).iterdir():
             assert not path.name.startswith(".")
             with Image.open(path) as img:
@@ -485,7 +506,7 @@ def test_second_run_fetches_nothing(tmp_path, server):
     assert {r["status"] for r in rows} == {"reused", "skipped"}
 
     # retry_skipped asks again for the three failures only.
-    options = bam.DownloadOptions(**{**vars(FAST), "retry_skipped": True})
+    options = download.DownloadOptions(**{**vars(FAST), "retry_skipped": True})
     build(db, out, train=3, test=(4, 4), options=options)
     assert sorted(server.counts) == ["/dead/102.jpg", "/html/104.jpg",
                                      "/trunc/202.jpg"]
@@ -496,7 +517,7 @@ def test_transient_failures_are_tried_again_next_run(tmp_path, server):
         scary_only(range(201, 203))
     db = make_bam_db(tmp_path / "bam.sqlite", images, server)
     out = tmp_path / "data"
-    options = bam.DownloadOptions(**{**vars(FAST), "retries": 0})
+    options = download.DownloadOptions(**{**vars(FAST), "retries": 0})
     build(db, out, train=2, test=None, options=options)
     assert by_mid(manifest(out))[101]["reason"] == "timeout"
     server.reset()
@@ -508,12 +529,12 @@ def test_download_limit_stops_and_next_run_continues(tmp_path, server):
     images = happy_only(range(101, 106)) + scary_only(range(201, 206))
     db = make_bam_db(tmp_path / "bam.sqlite", images, server)
     out = tmp_path / "data"
-    options = bam.DownloadOptions(**{**vars(FAST), "max_downloads": 3})
+    options = download.DownloadOptions(**{**vars(FAST), "max_downloads": 3})
     first = build(db, out, train=3, test=(4, 4), options=options)
     assert first.stopped_early and not first.complete
     assert first.downloaded == 3 and server.total == 3
     assert "run again to continue" in first.format()
-    files = [p for d in bam.SPLIT_DIRS for p in (out / d).iterdir()]
+    files = [p for d in builder.SPLIT_DIRS for p in (out / d).iterdir()]
     assert len(files) == 3
     assert len([r for r in manifest(out) if r["status"] == "downloaded"]) == 3
 
@@ -527,26 +548,26 @@ def test_interrupted_run_keeps_no_partial_files_and_resumes(
     images = happy_only(range(101, 107)) + scary_only(range(201, 207))
     db = make_bam_db(tmp_path / "bam.sqlite", images, server)
     out = tmp_path / "data"
-    real_fetch = bam.fetch_url
+    real_get = fetch.Fetcher.get
     calls = {"n": 0}
     lock = threading.Lock()
 
-    def interrupting_fetch(url, **kwargs):
+    def interrupting_get(self, url, *args, **kwargs):
         with lock:
             calls["n"] += 1
             n = calls["n"]
         if n == 4:
             raise KeyboardInterrupt  # as if Ctrl-C arrived mid-run
-        return real_fetch(url, **kwargs)
+        return real_get(self, url, *args, **kwargs)
 
-    monkeypatch.setattr(bam, "fetch_url", interrupting_fetch)
-    options = bam.DownloadOptions(**{**vars(FAST), "workers": 1})
+    monkeypatch.setattr(fetch.Fetcher, "get", interrupting_get)
+    options = download.DownloadOptions(**{**vars(FAST), "workers": 1})
     with pytest.raises(KeyboardInterrupt):
         build(db, out, train=4, test=None, options=options)
     for t in threading.enumerate():        # let a straggling worker finish
         if t.name.startswith("bam"):
             t.join(5)
-    monkeypatch.setattr(bam, "fetch_url", real_fetch)
+    monkeypatch.setattr(fetch.Fetcher, "get", real_get)
     done = {int(p.stem) for d in ("trainA", "trainB")
             for p in (out / d).iterdir()}
     assert 3 <= len(done) <= 4
@@ -556,7 +577,8 @@ def test_interrupted_run_keeps_no_partial_files_and_resumes(
     # Now as if the process had been killed before any manifest was written,
     # leaving a temporary file and damaged images behind.
     (out / "manifest.csv").unlink()
-    (out / "trainA" / ".105.jpg.1.2.part").write_bytes(b"\xff\xd8 partial")
+    (out / "trainA" / ".105.1a2b3c4d.tmp.jpg").write_bytes(b"\xff\xd8 partial")
+    (out / "trainA" / ".106.jpg.1.2.part").write_bytes(b"\xff\xd8 partial")  # 0.1's
     (out / "trainA" / "104.jpg").write_bytes(truncated_jpeg())
     (out / "trainA" / "106.jpg").write_bytes(truncated_jpeg())
     server.reset()
@@ -564,7 +586,7 @@ def test_interrupted_run_keeps_no_partial_files_and_resumes(
     assert summary.complete
     assert set(stored(out, "trainA")) == {101, 102, 103, 104}
     assert set(stored(out, "trainB")) == {201, 202, 203, 204}
-    assert not list(out.rglob("*.part"))
+    assert not [p for p in out.rglob(".*") if p.is_file()]
     assert summary.reused == len(done)
     for mid in done:                     # files on disk are not fetched again
         assert server.counts[f"/good/{mid}.jpg"] == 0
@@ -624,7 +646,7 @@ def test_manifest_columns_and_sha256(tmp_path, server):
     build(db, out, train=3, test=None)
     with open(out / "manifest.csv", newline="") as f:
         header = next(csv.reader(f))
-    assert tuple(header) == bam.MANIFEST_COLUMNS
+    assert tuple(header) == manifest_file.MANIFEST_COLUMNS
     for col in ("mid", "rank", "score", "label", "src", "license", "file",
                 "sha256"):
         assert col in header
@@ -660,7 +682,7 @@ def test_manifest_columns_and_sha256(tmp_path, server):
     info = (out / "bam_domains.json").read_text()
     assert '"domain_a": "emotion_happy"' in info and '"train": 3' in info
     # A User-Agent of our own was sent.
-    assert server.user_agents == {bam.DEFAULT_USER_AGENT}
+    assert server.user_agents == {download.DEFAULT_USER_AGENT}
 
 
 def test_database_is_opened_read_only(tmp_path, server):
@@ -676,7 +698,7 @@ def test_database_is_opened_read_only(tmp_path, server):
     build(db, tmp_path / "data", train=2, test=None)
     assert fingerprint() == before
     assert sorted(p.name for p in db_dir.iterdir()) == [db.name]
-    conn = bam.open_bam_db(db)
+    conn = select.open_bam_db(db)
     try:
         with pytest.raises(sqlite3.OperationalError, match="readonly"):
             conn.execute("DELETE FROM modules")
@@ -696,8 +718,8 @@ def test_not_a_bam_database_names_what_is_missing(
         tmp_path, skip_tables, skip_columns, expected):
     db = make_bam_db(tmp_path / "other.sqlite", happy_only([1, 2]),
                      skip_tables=skip_tables, skip_columns=skip_columns)
-    with pytest.raises(bam.BamSchemaError) as err:
-        bam.build_domains(db, tmp_path / "data", train=1, test=None)
+    with pytest.raises(select.BamSchemaError) as err:
+        builder.build_domains(db, tmp_path / "data", train=1, test=None)
     message = str(err.value)
     assert str(db) in message and "not a BAM database" in message
     for part in expected:
@@ -708,10 +730,10 @@ def test_not_a_bam_database_names_what_is_missing(
 def test_files_that_are_not_databases(tmp_path):
     text = tmp_path / "notes.sqlite"
     text.write_text("just some text, not SQLite\n" * 20)
-    with pytest.raises(bam.BamSchemaError, match="not a SQLite database"):
-        bam.build_domains(text, tmp_path / "data", train=1, test=None)
+    with pytest.raises(select.BamSchemaError, match="not a SQLite database"):
+        builder.build_domains(text, tmp_path / "data", train=1, test=None)
     with pytest.raises(FileNotFoundError, match="missing.sqlite"):
-        bam.build_domains(tmp_path / "missing.sqlite", tmp_path / "data",
+        builder.build_domains(tmp_path / "missing.sqlite", tmp_path / "data",
                           train=1, test=None)
     assert not (tmp_path / "missing.sqlite").exists()   # not created
 
@@ -734,11 +756,11 @@ def test_filters(tmp_path):
         Img(7, 0.3, 0.0),
     ]
     db = make_bam_db(tmp_path / "bam.sqlite", images)
-    conn = bam.open_bam_db(db)
+    conn = select.open_bam_db(db)
 
     def mids(**kw):
-        return [c.mid for c in bam.iter_candidates(
-            conn, "emotion_happy", bam.SelectionFilters(**kw))]
+        return [c.mid for c in select.iter_candidates(
+            conn, "emotion_happy", select.SelectionFilters(**kw))]
 
     try:
         assert mids() == [1, 2, 3, 4, 5, 6, 7]
@@ -752,13 +774,13 @@ def test_filters(tmp_path):
         assert mids(media=("watercolor",)) == [5]
         assert mids(media=("media_watercolor", "oilpaint")) == [5, 6]
         assert mids(media=("oilpaint",), exclude_mature=True) == []
-        first = next(bam.iter_candidates(conn, "emotion_happy",
-                                         bam.SelectionFilters()))
+        first = next(select.iter_candidates(conn, "emotion_happy",
+                                         select.SelectionFilters()))
         assert (first.label, first.label_source) == ("negative", "crowd")
     finally:
         conn.close()
     with pytest.raises(ValueError, match="crayon"):
-        bam.SelectionFilters(media=("crayon",))
+        select.SelectionFilters(media=("crayon",))
 
 
 # --------------------------------------------------------------------------
@@ -769,7 +791,7 @@ def test_image_root_mirror(tmp_path, monkeypatch):
     def no_network(*args, **kwargs):
         raise AssertionError("the mirror run tried to download")
 
-    monkeypatch.setattr(bam, "fetch_url", no_network)
+    monkeypatch.setattr(fetch.Fetcher, "get", no_network)
     mirror = tmp_path / "mirror"
     (mirror / "img.example.com" / "pm").mkdir(parents=True)
     (mirror / "301.png").write_bytes(image_bytes(301, "PNG"))
@@ -785,7 +807,7 @@ def test_image_root_mirror(tmp_path, monkeypatch):
         [Img(401, 0.0, 0.9, src="https://img.example.com/pm/x401.jpg")]
     db = make_bam_db(tmp_path / "bam.sqlite", images)
     out = tmp_path / "data"
-    summary = bam.build_domains(db, out, train=4, test=None, options=FAST,
+    summary = builder.build_domains(db, out, train=4, test=None, options=FAST,
                                 image_root=mirror)
     assert set(stored(out, "trainA")) == {301, 302, 304, 306}
     assert (out / "trainA" / "304.png").exists()          # GIF -> PNG
@@ -799,7 +821,7 @@ def test_image_root_mirror(tmp_path, monkeypatch):
     assert summary.copied == 5 and summary.requests == 0
     assert summary.ran_out    # B has only one image for 4 train slots
     # Rerun: the copies are reused.
-    again = bam.build_domains(db, out, train=4, test=None, options=FAST,
+    again = builder.build_domains(db, out, train=4, test=None, options=FAST,
                               image_root=mirror)
     assert again.reused == 5 and again.copied == 0
 
@@ -808,72 +830,102 @@ def test_find_in_mirror_stays_inside_root(tmp_path):
     root = tmp_path / "mirror"
     root.mkdir()
     (tmp_path / "secret.jpg").write_bytes(b"x")
-    assert bam.find_in_mirror(root, 1, "http://h/../secret.jpg") is None
-    assert bam.find_in_mirror(root, 1, "http://h/%2e%2e/secret.jpg") is None
+    assert download.find_in_mirror(root, 1, "http://h/../secret.jpg") is None
+    assert download.find_in_mirror(root, 1, "http://h/%2e%2e/secret.jpg") is None
 
 
 # --------------------------------------------------------------------------
 # Fetching and image checks
 # --------------------------------------------------------------------------
 
-def test_fetch_url_retries_transient_errors(server):
+def fetcher(**changes):
+    """The fetcher of a BAM run with the FAST options (and ``changes``)."""
+    return download.Downloader(FAST.replace(**changes)).fetcher
+
+
+def test_fetching_retries_transient_errors(server):
     waits = []
-    result = bam.fetch_url(server.url("/flaky/5.jpg"), timeout=TIMEOUT,
-                           retries=2, backoff=0.5, sleep=waits.append)
+    f = fetch.Fetcher(FAST.replace(retries=2, backoff=0.5).fetch_settings(),
+                      sleep=waits.append)
+    result = f.get(server.url("/flaky/5.jpg"))
     assert result.body == image_bytes(5) and result.attempts == 2
     assert len(waits) == 1 and 0.5 <= waits[0] <= 0.625
-    with pytest.raises(bam.FetchError) as err:
-        bam.fetch_url(server.url("/short/6.jpg"), timeout=TIMEOUT, retries=1,
-                      backoff=0, sleep=waits.append)
+    with pytest.raises(fetch.FetchError) as err:
+        fetcher(retries=1, backoff=0).get(server.url("/short/6.jpg"))
     assert err.value.reason == "incomplete" and err.value.attempts == 2
-    with pytest.raises(bam.FetchError) as err:
-        bam.fetch_url(server.url("/dead/7"), timeout=TIMEOUT, retries=3,
-                      backoff=0)
+    with pytest.raises(fetch.FetchError) as err:
+        fetcher(retries=3, backoff=0).get(server.url("/dead/7"))
     assert (err.value.reason, err.value.attempts) == ("http_404", 1)
     assert server.counts["/dead/7"] == 1
     # Spaces and non-ASCII characters in the path are percent-encoded.
-    result = bam.fetch_url(server.url("/good/9 é.jpg"), timeout=TIMEOUT)
-    assert bam.prepare_image(result.body).format == "JPEG"
+    result = fetcher().get(server.url("/good/9 é.jpg"))
+    assert checks.prepare_image(result.body).format == "JPEG"
     assert server.counts["/good/9%20%C3%A9.jpg"] == 1
-    for url in ("file:///etc/passwd", "ftp://example.com/a.jpg", None, ""):
-        with pytest.raises(bam.FetchError) as err:
-            bam.fetch_url(url)
-        assert err.value.reason in ("bad_url", "no_url")
+    for url in ("file:///etc/passwd", "ftp://example.com/a.jpg", ""):
+        with pytest.raises(fetch.FetchError) as err:
+            fetcher().get(url)
+        assert err.value.reason == "bad_url"
 
 
-def test_fetch_url_times_out(server):
+def test_fetching_times_out(server):
     started = time.monotonic()
-    with pytest.raises(bam.FetchError) as err:
-        bam.fetch_url(server.url("/slow/8.jpg"), timeout=TIMEOUT, retries=0)
+    with pytest.raises(fetch.FetchError) as err:
+        fetcher(retries=0).get(server.url("/slow/8.jpg"))
     assert err.value.reason == "timeout" and err.value.transient
     assert time.monotonic() - started < SLOW_DELAY
 
 
-def test_rate_limiter_spaces_requests_across_threads():
-    now = [100.0]
-    waits = []
-    lock = threading.Lock()
+def test_redirects_into_the_local_network_or_off_http_are_skipped(
+        tmp_path, server, monkeypatch):
+    """A BAM URL cannot make the tool fetch from the local network (issue 14)."""
+    monkeypatch.setattr(fetch, "TREATED_AS_PUBLIC",
+                        {("127.0.0.1", server.httpd.server_address[1])})
+    private = ImageServer()   # an internal service on another port of loopback
+    try:
+        images = [
+            Img(101, 0.99, None, src=server.url("/to?" + private.url("/good/101.jpg"))),
+            Img(102, 0.98, None, src=server.url(
+                "/to?" + private.url("/good/102.jpg").replace("127.0.0.1", "localhost"))),
+            Img(103, 0.97, None, src=server.url("/to?ftp://127.0.0.1/103.jpg")),
+            Img(104, 0.96, None, src=server.url("/to?/good/104.jpg")),  # same host: fine
+            Img(105, 0.95, None),
+        ] + scary_only([201])
+        db = make_bam_db(tmp_path / "bam.sqlite", images, server)
+        out = tmp_path / "data"
+        summary = build(db, out, train=2, test=None)
+        assert private.total == 0
+        assert set(stored(out, "trainA")) == {104, 105}
+        rows = by_mid(manifest(out))
+        for mid in (101, 102, 103):
+            assert (rows[mid]["status"], rows[mid]["reason"]) == \
+                ("skipped", "redirect_refused")
+        assert summary.skipped == {"redirect_refused": 3}
+        # Refused for good: the next run does not ask again.
+        server.reset()
+        build(db, out, train=2, test=None)
+        assert server.total == 0 and private.total == 0
+    finally:
+        private.close()
 
-    def sleep(seconds):
-        with lock:
-            waits.append(round(seconds, 6))
 
-    limiter = bam.RateLimiter(10.0, clock=lambda: now[0], sleep=sleep)
-    threads = [threading.Thread(target=limiter.acquire) for _ in range(5)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(waits) == [0.1, 0.2, 0.3, 0.4]   # the first goes at once
-    unlimited = bam.RateLimiter(0, sleep=sleep)
-    unlimited.acquire()
-    assert len(waits) == 4
+def test_trickling_server_is_cut_at_the_deadline(tmp_path, server):
+    """Every read comes within --timeout, yet the download ends at 5x --timeout."""
+    images = happy_only([101, 102], kinds={101: "trickle"}) + scary_only([201])
+    db = make_bam_db(tmp_path / "bam.sqlite", images, server)
+    out = tmp_path / "data"
+    options = FAST.replace(timeout=0.4, retries=0)   # whole download: 2 s
+    started = time.monotonic()
+    summary = build(db, out, train=1, test=None, options=options)
+    elapsed = time.monotonic() - started
+    assert by_mid(manifest(out))[101]["reason"] == "timeout"
+    assert set(stored(out, "trainA")) == {102} and summary.complete
+    assert 2.0 <= elapsed < 2.0 + 1.5, elapsed
 
 
 def test_rate_limit_is_applied_to_downloads(tmp_path, server):
     images = happy_only(range(101, 104)) + scary_only(range(201, 204))
     db = make_bam_db(tmp_path / "bam.sqlite", images, server)
-    options = bam.DownloadOptions(**{**vars(FAST), "rate": 20.0})
+    options = download.DownloadOptions(**{**vars(FAST), "rate": 20.0})
     started = time.monotonic()
     build(db, tmp_path / "data", train=3, test=None, options=options)
     # six requests at most 20/s: the last may start 5/20 s after the first
@@ -881,8 +933,8 @@ def test_rate_limit_is_applied_to_downloads(tmp_path, server):
 
 
 def test_prepare_image():
-    assert bam.prepare_image(image_bytes(1)).data == image_bytes(1)
-    gif = bam.prepare_image(image_bytes(2, "GIF"))
+    assert checks.prepare_image(image_bytes(1)).data == image_bytes(1)
+    gif = checks.prepare_image(image_bytes(2, "GIF"))
     assert (gif.format, gif.extension, gif.source_format) == \
         ("PNG", ".png", "GIF")
     with Image.open(io.BytesIO(gif.data)) as img:
@@ -890,19 +942,19 @@ def test_prepare_image():
     for body, reason in ((truncated_jpeg(), "corrupt_image"),
                          (b"<!doctype html><html></html>", "not_image"),
                          (b"", "not_image")):
-        with pytest.raises(bam.ImageRejected) as err:
-            bam.prepare_image(body)
+        with pytest.raises(checks.ImageRejected) as err:
+            checks.prepare_image(body)
         assert err.value.reason == reason
 
 
 def test_parse_test_slice():
-    assert bam.parse_test_slice("1001:1200") == (1001, 1200)
-    assert bam.parse_test_slice(" 5 : 5 ") == (5, 5)
-    assert bam.parse_test_slice("") is None
-    assert bam.parse_test_slice("none") is None
+    assert select.parse_test_slice("1001:1200") == (1001, 1200)
+    assert select.parse_test_slice(" 5 : 5 ") == (5, 5)
+    assert select.parse_test_slice("") is None
+    assert select.parse_test_slice("none") is None
     for bad in ("1200:1001", "0:5", "abc", "5", "1:2:3", "-1:5"):
         with pytest.raises(ValueError):
-            bam.parse_test_slice(bad)
+            select.parse_test_slice(bad)
 
 
 def test_library_argument_errors_name_the_argument(tmp_path):
@@ -913,9 +965,9 @@ def test_library_argument_errors_name_the_argument(tmp_path):
                          ({"train": -1}, "train"),
                          ({"image_root": tmp_path / "nope"}, "image_root")):
         with pytest.raises(ValueError, match=name):
-            bam.build_domains(db, tmp_path / "data", **kwargs)
+            builder.build_domains(db, tmp_path / "data", **kwargs)
     with pytest.raises(ValueError, match="workers"):
-        bam.DownloadOptions(workers=0)
+        download.DownloadOptions(workers=0)
 
 
 # --------------------------------------------------------------------------
@@ -943,7 +995,7 @@ def test_cli_end_to_end(tmp_path, server, capsys):
 
 def test_cli_subprocess(tmp_path):
     mirror = tmp_path / "mirror"
-    db = bam.create_demo_database(tmp_path / "demo.sqlite", n_images=30,
+    db = demo.create_demo_database(tmp_path / "demo.sqlite", n_images=30,
                                   image_root=mirror)
     out = tmp_path / "data"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -994,8 +1046,8 @@ def test_cli_bad_flag_values_name_the_flag(tmp_path, args, flag):
     db = tmp_path / "bam.sqlite"
     db.write_bytes(b"")
     argv = ["bam_domains", f"--bam_db={db}", f"--out={tmp_path / 'o'}"] + args
-    with pytest.raises(flags.Error) as err:
-        bam_domains.parse_flags(argv)
+    with pytest.raises((flags.Error, app.UsageError)) as err:
+        bam_domains.settings(bam_domains.parse_flags(argv))
     assert flag in str(err.value)
 
 
@@ -1015,18 +1067,20 @@ def test_importing_the_cli_defines_no_global_flags():
     assert "domain_a" not in flags.FLAGS
 
 
-def test_docs_example(tmp_path, monkeypatch):
-    """The offline example in docs/bam.md works as written."""
-    monkeypatch.chdir(tmp_path)
-    bam.create_demo_database("demo.sqlite", image_root="demo_mirror")
-    fv = bam_domains.parse_flags([
-        "bam_domains", "--bam_db=demo.sqlite", "--image_root=demo_mirror",
-        "--out=demo_data", "--train=10", "--test=11:15"])
-    summary = bam_domains.run(fv)
-    assert summary.complete and summary.copied == 30
+def test_docs_example(tmp_path, monkeypatch, capsys):
+    """The offline example in docs/bam.md works as written (both commands)."""
     docs = (REPO / "docs" / "bam.md").read_text()
-    assert ("python -m train.bam_domains --bam_db=demo.sqlite "
-            "--image_root=demo_mirror --out=demo_data --train=10 "
-            "--test=11:15") in docs
-    assert ('create_demo_database("demo.sqlite", image_root="demo_mirror")'
-            in docs)
+    snippet = re.search(r"^python -c '(.*)'$", docs, re.M).group(1)
+    command = re.search(r"^python -m (train\.bam_domains --bam_db=demo.*)$", docs,
+                        re.M).group(1)
+    assert command == ("train.bam_domains --bam_db=demo.sqlite --image_root=demo_mirror "
+                       "--out=demo_data --train=10 --test=11:15")
+    monkeypatch.chdir(tmp_path)
+    exec(snippet, {})
+    summary = bam_domains.run(bam_domains.parse_flags(command.split()))
+    assert summary.complete and summary.copied == 30
+    printed = capsys.readouterr().out
+    for line in ("trainA (emotion_happy): 10/10 images, 0 skipped, ranks 1-10",
+                 "files: 0 downloaded, 30 copied from the mirror, 0 reused; 0 HTTP "
+                 "requests"):
+        assert line in printed and line in docs

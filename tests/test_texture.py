@@ -4,9 +4,11 @@ import dataclasses
 import http.server
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
+import time
 import unicodedata
 import urllib.parse
 from pathlib import Path
@@ -15,9 +17,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from absl import app, flags
 from PIL import Image
 
-from tfstyle.core import vgg
+from tfstyle import texture
+from tfstyle.core import fetch, vgg
 from tfstyle.texture_words import clustering, gatys, pipeline, providers, style_vector
 from tfstyle.texture_words.contact_sheet import contact_sheet
 
@@ -258,6 +262,7 @@ class _FakeSearch(http.server.BaseHTTPRequestHandler):
     files: dict = {}
     log: list = []
     throttle_once = False
+    results: list | None = None  # result URLs instead of the usual ones
 
     def do_GET(self):  # noqa: N802
         url = urllib.parse.urlsplit(self.path)
@@ -270,11 +275,14 @@ class _FakeSearch(http.server.BaseHTTPRequestHandler):
                 return self._send(429, b"slow down", "text/plain", {"Retry-After": "2"})
             names = ["a.png", "b.png", "dup.png", "broken.jpg", "missing.png", "c.png"]
             urls = [f"{base}/img/{n}" for n in names] + ["ftp://127.0.0.1/x.png"]
+            urls = [u.replace("BASE", base) for u in type(self).results or []] or urls
             if url.path == "/bing":
                 body = {"value": [{"contentUrl": u} for u in urls]}
             else:
                 body = {"items": [{"link": u} for u in urls]}
             return self._send(200, json.dumps(body).encode(), "application/json")
+        if url.path == "/to":
+            return self._send(302, b"", "text/plain", {"Location": url.query})
         name = url.path.rsplit("/", 1)[-1]
         if url.path.startswith("/img/") and name in self.files:
             return self._send(200, self.files[name], "image/png")
@@ -293,6 +301,13 @@ class _FakeSearch(http.server.BaseHTTPRequestHandler):
         pass
 
 
+def web_settings(cache_dir, endpoint, **changes):
+    return providers.WebSearchSettings(**{
+        "cache_dir": str(cache_dir), "search_endpoint": endpoint,
+        "api_key_env": "TEST_SEARCH_KEY", "request_interval": 0.0, "request_timeout": 2.0,
+        **changes})
+
+
 @pytest.fixture
 def search_server(monkeypatch):
     for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy",
@@ -304,6 +319,7 @@ def search_server(monkeypatch):
                          "broken.jpg": b"\xff\xd8\xff\xe0 this is no jpeg", "c.png": png_bytes(c)}
     _FakeSearch.log = []
     _FakeSearch.throttle_once = False
+    _FakeSearch.results = None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeSearch)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -318,10 +334,16 @@ def test_web_provider_skips_broken_files_and_caches(search_server, tmp_path, mon
     waits = []
     _FakeSearch.throttle_once = True
 
+    slept = [0.0]
+
+    def sleep(seconds):  # no real waiting; the clock moves on instead
+        waits.append(seconds)
+        slept[0] += seconds
+
     def make():
-        return providers.WebSearchProvider(tmp_path / "キャッシュ", endpoint=endpoint + "/bing",
-                                           api_key_env="TEST_SEARCH_KEY", min_interval_s=0.05,
-                                           sleep=waits.append)
+        return providers.WebSearchProvider(
+            web_settings(tmp_path / "キャッシュ", endpoint + "/bing", request_interval=0.05),
+            sleep=sleep, clock=lambda: time.monotonic() + slept[0])
 
     first = providers.collect_images(make(), WORD, limit=10)
     assert [img.source.rsplit("/", 1)[-1] for img in first] == ["a.png", "b.png", "c.png"]
@@ -352,36 +374,57 @@ def test_web_provider_skips_broken_files_and_caches(search_server, tmp_path, mon
 def test_web_provider_needs_its_key_and_speaks_google(search_server, tmp_path, monkeypatch):
     endpoint, _ = search_server
     monkeypatch.delenv("TEST_SEARCH_KEY", raising=False)
-    provider = providers.WebSearchProvider(tmp_path, endpoint=endpoint + "/bing",
-                                           api_key_env="TEST_SEARCH_KEY", min_interval_s=0)
+    provider = providers.WebSearchProvider(web_settings(tmp_path, endpoint + "/bing"))
     with pytest.raises(providers.SearchAPIError, match="TEST_SEARCH_KEY"):
         provider.candidates(WORD, 5)
     assert _FakeSearch.log == []
 
     monkeypatch.setenv("TEST_SEARCH_KEY", "k2")
     monkeypatch.setenv("TFSTYLE_SEARCH_CX", "engine-1")
-    google = providers.WebSearchProvider(tmp_path, api="google", endpoint=endpoint + "/google",
-                                         api_key_env="TEST_SEARCH_KEY", min_interval_s=0)
+    google = providers.WebSearchProvider(
+        web_settings(tmp_path, endpoint + "/google", search_api="google"))
     assert len(providers.collect_images(google, WORD, limit=10)) == 3
     _, query, _ = _FakeSearch.log[0]
     assert query["key"] == ["k2"] and query["cx"] == ["engine-1"]
     assert query["searchType"] == ["image"] and query["q"] == [WORD]
 
 
-def test_rate_limiter_spaces_requests_per_host():
-    now = [0.0]
-    slept = []
+def test_web_provider_refuses_redirects_into_the_local_network(search_server, tmp_path,
+                                                              monkeypatch):
+    """The texture provider has the BAM downloader's protection: one fetcher (issue 14)."""
+    endpoint, (a, _, _) = search_server
+    monkeypatch.setenv("TEST_SEARCH_KEY", "k")
+    # The search server stands for a public host; `internal` for a service on the LAN.
+    monkeypatch.setattr(fetch, "TREATED_AS_PUBLIC",
+                        {("127.0.0.1", int(endpoint.rsplit(":", 1)[1]))})
+    hits = []
 
-    def sleep(s):
-        slept.append(round(s, 6))
-        now[0] += s
+    class Internal(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            hits.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(png_bytes(noise(seed=5)))
 
-    limiter = providers._HostRateLimiter(1.0, clock=lambda: now[0], sleep=sleep)
-    limiter.wait("a")
-    limiter.wait("b")  # other host: no wait
-    now[0] += 0.25
-    limiter.wait("a")
-    assert slept == [0.75]
+        def log_message(self, *args):
+            pass
+
+    internal = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Internal)
+    threading.Thread(target=internal.serve_forever, daemon=True).start()
+    try:
+        secret = f"http://localhost:{internal.server_address[1]}/secret.png"
+        _FakeSearch.results = [f"BASE/to?{secret}", "BASE/to?ftp://127.0.0.1/x.png",
+                               "BASE/to?file:///etc/passwd", "BASE/to?/img/a.png"]
+        provider = providers.WebSearchProvider(web_settings(tmp_path, endpoint + "/bing"))
+        images = providers.collect_images(provider, WORD, limit=10)
+    finally:
+        internal.shutdown()
+        internal.server_close()
+    assert hits == []
+    assert [i.source.rsplit("/", 1)[-1] for i in images] == ["a.png"]
+    np.testing.assert_array_equal(images[0].pixels, a)
+    failed = sorted(p.read_text("utf8") for p in (tmp_path / "images").glob("*.failed"))
+    assert len(failed) == 3 and all("redirect_refused" in f for f in failed)
 
 
 # --------------------------------------------------------------------------------------------
@@ -426,13 +469,48 @@ def test_cli_end_to_end_with_unicode_word_and_paths(word_folder, tmp_path):
     assert "random" in proc.stderr  # the random-weights warning
 
 
-def test_cli_errors_name_the_flag(word_folder, tmp_path):
+@pytest.mark.parametrize("args, message", [
+    (["--content=MISSING"], "--content='MISSING': no such file"),
+    (["--clusters=2", "--cluster=2"], "--cluster=2: must be in 0..1 (--clusters=2)"),
+    (["--cluster=first"], "--cluster='first': 'auto' or a cluster number"),
+    (["--weights=WEIGHTS"], "--weights=WEIGHTS: VGG19 weights file not found"),
+    (["--steps=-1"], "--steps=-1: must be at least 0"),
+    (["--learning_rate=0"], "--learning_rate=0.0: must be greater than 0"),
+    (["--tv_weight=nan"], "--tv_weight=nan: must be a finite number"),
+    (["--content_layer=block9_conv9"], "--content_layer='block9_conv9'"),
+    (["--max_size=0"], "--max_size=0: must be at least 1"),
+    (["--out=o.jpg"], "must end in .png"),
+    (["--images=NOWHERE"], "--images='NOWHERE': no such folder"),
+    (["--request_interval=-1"], "--request_interval=-1.0: must be at least 0"),
+    (["--optimizer=lbfgs"], "--optimizer"),
+])
+def test_cli_errors_name_the_flag(word_folder, tmp_path, args, message):
     root, content = word_folder
-    common = [f"--word={WORD}", f"--images={root}", f"--out={tmp_path / 'o.png'}"]
-    proc = _cli(*common, f"--content={tmp_path / 'missing.png'}")
-    assert proc.returncode != 0 and "--content" in proc.stderr and "missing.png" in proc.stderr
-    proc = _cli(*common, f"--content={content}", "--clusters=2", "--cluster=2")
-    assert proc.returncode != 0 and "--cluster" in proc.stderr
     weights = tmp_path / "重み" / "vgg19.h5"
-    proc = _cli(*common, f"--content={content}", f"--weights={weights}")
-    assert proc.returncode != 0 and "--weights" in proc.stderr and str(weights) in proc.stderr
+    args = [a.replace("MISSING", str(tmp_path / "missing.png")).replace("WEIGHTS", str(weights))
+            .replace("NOWHERE", str(tmp_path / "nowhere")) for a in args]
+    message = message.replace("MISSING", str(tmp_path / "missing.png")) \
+        .replace("WEIGHTS", str(weights)).replace("NOWHERE", str(tmp_path / "nowhere"))
+    argv = ["texture", f"--word={WORD}", f"--images={root}", f"--content={content}",
+            f"--out={tmp_path / 'o.png'}", *args]
+    with pytest.raises((app.UsageError, flags.Error)) as err:
+        texture.settings(texture.parse_flags(argv))
+    assert message in str(err.value)
+
+
+def test_cli_flags_are_generated_from_the_settings_and_keep_their_names(word_folder, tmp_path):
+    """Every flag of docs/texture.md's table is still there, generated from the settings."""
+    fv = flags.FlagValues()
+    texture.define_flags(fv)
+    table = (REPO / "docs" / "texture.md").read_text("utf8").split("## Flags", 1)[1]
+    documented = set(re.findall(r"`--(\w+)`", table.split("\n## ", 1)[0]))
+    assert {"word", "steps", "request_interval", "search_api", "seed"} <= documented
+    assert documented <= set(fv), documented - set(fv)
+    root, content = word_folder
+    command, config, web = texture.settings(texture.parse_flags([
+        "texture", f"--word={WORD}", f"--images={root}", f"--content={content}",
+        f"--out={tmp_path / 'o.png'}", "--seed=5", "--cluster=1", "--steps=7",
+        "--request_interval=0.5", "--features=nsv"]))
+    assert (config.seed, config.gatys_config.seed) == (5, 5)  # one --seed for both
+    assert (config.cluster, config.features, config.gatys_config.steps) == (1, "nsv", 7)
+    assert command.word == WORD and web.request_interval == 0.5

@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfstyle.core import vgg
+from tfstyle.core.config import Config, ConfigError, setting
 from tfstyle.texture_words.style_vector import gram_matrix
 
 #: Gatys' style layers conv1_1 ... conv5_1 (rectified; Keras names).
@@ -50,38 +51,34 @@ INITS = ("content", "noise")
 
 
 @dataclasses.dataclass(frozen=True)
-class GatysConfig:
-    """Settings of :func:`stylize` (see the module docstring for the loss)."""
+class GatysConfig(Config):
+    """Settings of :func:`stylize` (see the module docstring for the loss); the flags of
+    ``python -m tfstyle.texture`` are generated from these fields."""
 
-    steps: int = 1000
-    optimizer: str = "adam"
-    learning_rate: float = 0.02
-    content_weight: float = 1e4
-    style_weight: float = 1e-2
-    tv_weight: float = 30.0
-    content_layer: str = CONTENT_LAYER
-    style_layers: tuple[str, ...] = STYLE_LAYERS
-    init: str = "content"
-    seed: int = 0
-    log_every: int = 50
+    steps: int = setting(1000, "Optimisation steps.", min=0)
+    optimizer: str = setting("adam", "Optimiser (adam: beta_1 0.99, epsilon 0.1).",
+                             choices=OPTIMIZERS)
+    learning_rate: float = setting(0.02, "Learning rate (image in [0, 1]).", above=0)
+    content_weight: float = setting(1e4, "alpha, weight of the content loss.", min=0)
+    style_weight: float = setting(1e-2, "beta, weight of the style loss.", min=0)
+    tv_weight: float = setting(30.0, "gamma, weight of the total-variation loss.", min=0)
+    content_layer: str = setting(CONTENT_LAYER, "Content layer (Keras or paper name).")
+    style_layers: tuple[str, ...] = setting(STYLE_LAYERS, "Style layers (Keras or paper "
+                                            "names).", flag=False)
+    init: str = setting("content", "Starting image.", choices=INITS)
+    seed: int = setting(0, "Seed of --init=noise.")
+    log_every: int = setting(50, "Print progress every N steps (0: only the first and last).",
+                             min=0)
 
-    def __post_init__(self):
-        if self.steps < 0:
-            raise ValueError(f"steps must be >= 0, got {self.steps}.")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}.")
-        if self.init not in INITS:
-            raise ValueError(f"init must be one of {INITS}, got {self.init!r}.")
-        if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}.")
-        for name in ("content_weight", "style_weight", "tv_weight"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
-        vgg.keras_layer_name(self.content_layer)
-        if not self.style_layers:
-            raise ValueError("style_layers must not be empty.")
-        for name in self.style_layers:
-            vgg.keras_layer_name(name)
+    def validate(self):
+        self.need(self.style_layers, "style_layers", "must not be empty")
+        for name in ("content_layer", "style_layers"):
+            value = getattr(self, name)
+            for layer in value if isinstance(value, tuple) else (value,):
+                try:
+                    vgg.keras_layer_name(layer)
+                except ValueError as err:
+                    raise ConfigError(f"--{name}={value!r}: {err}") from None
 
     def make_optimizer(self) -> keras.optimizers.Optimizer:
         if self.optimizer == "adam":

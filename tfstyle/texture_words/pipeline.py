@@ -26,6 +26,7 @@ from absl import logging
 
 from tfstyle.core import images as images_io
 from tfstyle.core import vgg
+from tfstyle.core.config import Config, setting
 from tfstyle.texture_words import clustering, gatys, providers, style_vector
 from tfstyle.texture_words.contact_sheet import contact_sheet
 
@@ -108,36 +109,33 @@ def cluster_style_targets(desc: ImageDescriptors, members: Sequence[int]) -> dic
 
 
 @dataclasses.dataclass(frozen=True)
-class TextureConfig:
-    """Settings of :func:`texture_transfer`.
+class TextureConfig(Config):
+    """Settings of :func:`texture_transfer`; the flags of ``python -m tfstyle.texture`` are
+    generated from these fields.
 
-    ``cluster``: a cluster index, or None for ``auto``.  ``features``: what k-means clusters
-    on (``nsv``, ``fc6`` or ``both``; fc6 needs the full VGG19).  ``max_size``: the content
-    image is downscaled so its longer side is at most this.  ``style_size``: longer side of the
-    word images when computing NSVs and Gram matrices (larger = coarser texture).
+    ``cluster``: a cluster index, or None for ``auto`` (the tool's ``--cluster=auto|N``).
     """
 
-    clusters: int = 3
-    cluster: int | None = None
-    features: str = "both"
-    weights: vgg.WeightsSpec = "imagenet"
-    max_images: int = 30
-    style_size: int = 256
-    max_size: int = 512
-    seed: int = 0
-    contact_sheet_only: bool = False
-    gatys_config: gatys.GatysConfig = gatys.GatysConfig()
+    clusters: int = setting(3, "Number of k-means clusters (the seed used 3).", min=1)
+    cluster: int | None = setting(None, "Cluster to use; None: the most coherent in style.",
+                                  flag=False)
+    features: str = setting("both", "Descriptors k-means clusters on: Neural Style Vectors, "
+                            "VGG19 fc6, or both (fc6 needs the full VGG19).",
+                            choices=FEATURE_MODES)
+    weights: str = setting("imagenet", "VGG19 weights: 'imagenet' (Keras cache or download), a "
+                           "local .h5/.keras/.weights.h5 file, or 'random' (testing).")
+    max_images: int = setting(30, "Images to use for the word.", min=1)
+    style_size: int = setting(256, "Longer side of the word images for style features (NSV, "
+                              "Gram matrices; larger = coarser texture).", min=1)
+    max_size: int = setting(512, "Content image is downscaled to this longer side.", min=1)
+    seed: int = setting(0, "Seed of k-means++ (and of --init=noise).")
+    contact_sheet_only: bool = setting(False, "Stop after writing the contact sheet.")
+    gatys_config: gatys.GatysConfig = setting(None, "Gatys style transfer settings.",
+                                              flag=False, default_factory=gatys.GatysConfig)
 
-    def __post_init__(self):
-        if self.clusters < 1:
-            raise ValueError(f"clusters must be >= 1, got {self.clusters}.")
-        if self.cluster is not None and not 0 <= self.cluster < self.clusters:
-            raise ValueError(f"cluster must be in 0..{self.clusters - 1}, got {self.cluster}.")
-        if self.features not in FEATURE_MODES:
-            raise ValueError(f"features must be one of {FEATURE_MODES}, got {self.features!r}.")
-        for name in ("max_images", "style_size", "max_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
+    def validate(self):
+        self.need(self.cluster is None or 0 <= self.cluster < self.clusters, "cluster",
+                  f"must be in 0..{self.clusters - 1} (--clusters={self.clusters}) or auto")
 
 
 @dataclasses.dataclass(frozen=True)

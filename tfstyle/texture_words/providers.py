@@ -5,9 +5,9 @@ A provider turns a word into candidate image files (:meth:`ImageProvider.candida
 
 * :class:`LocalFolderProvider` - images in ``ROOT/<word>/``.
 * :class:`WebSearchProvider` - a web image-search API (Bing Image Search v7 or Google Custom
-  Search JSON schemas) over ``urllib``; API key from an environment variable, every response and
-  download cached on disk, a minimum interval between requests to the same host, HTTP 429/503
-  honoured (``Retry-After``).
+  Search JSON schemas) through the package's fetcher (:mod:`tfstyle.core.fetch`); API key from
+  an environment variable, every response and download cached on disk, a minimum interval
+  between requests to the same host, ``Retry-After`` honoured (:class:`WebSearchSettings`).
 """
 
 from __future__ import annotations
@@ -16,12 +16,9 @@ import dataclasses
 import hashlib
 import json
 import os
-import threading
 import time
 import unicodedata
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -31,6 +28,12 @@ from absl import logging
 from PIL import Image
 
 from tfstyle.core import images
+from tfstyle.core.config import Config, setting
+from tfstyle.core.fetch import Fetcher, FetchError, FetchSettings, RateLimiter
+from tfstyle.core.files import write_bytes_atomic, write_text_atomic
+
+#: Largest search-API answer read (bytes).
+SEARCH_PAGE_BYTES = 16 * 1024 * 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,120 +213,81 @@ SEARCH_APIS: dict[str, SearchAPI] = {
 }
 
 
-class _HostRateLimiter:
-    """Keeps at least ``min_interval_s`` between the starts of two requests to one host."""
+@dataclasses.dataclass(frozen=True)
+class WebSearchSettings(Config):
+    """Settings of :class:`WebSearchProvider` (flags of ``python -m tfstyle.texture``)."""
 
-    def __init__(self, min_interval_s: float, clock=time.monotonic, sleep=time.sleep):
-        self.min_interval_s = min_interval_s
-        self._clock, self._sleep = clock, sleep
-        self._last: dict[str, float] = {}
-        self._lock = threading.Lock()
+    search_api: str = setting("bing", "Web search API schema.", choices=SEARCH_APIS)
+    search_endpoint: str = setting("", "Web search API URL (default: the API's own).")
+    api_key_env: str = setting("TFSTYLE_SEARCH_API_KEY", "Environment variable holding the "
+                               "web search API key.")
+    cache_dir: str = setting(os.path.join("~", ".cache", "tfstyle", "image_search"),
+                             "Cache of web search results and downloads.")
+    request_interval: float = setting(1.0, "Minimum seconds between web requests to a host.",
+                                      min=0)
+    request_timeout: float = setting(20.0, "Seconds for connecting and for each read of a web "
+                                     "request; a whole request, redirects included, is "
+                                     "abandoned after 5x this.", above=0)
+    max_download_bytes: int = setting(20 * 1024 * 1024, "Largest image download accepted "
+                                      "(bytes); larger ones are dropped.", min=1)
+    request_retries: int = setting(3, "Retries of a web request after HTTP 408/425/429/5xx "
+                                   "or a network error (waiting Retry-After, at most 60 s).",
+                                   min=0, max=20)
+    user_agent: str = setting("tfstyle-texture/0.1", "User-Agent of the web requests.",
+                              flag=False)
 
-    def wait(self, host: str) -> None:
-        with self._lock:
-            last = self._last.get(host)
-            if last is not None:
-                delay = last + self.min_interval_s - self._clock()
-                if delay > 0:
-                    self._sleep(delay)
-            self._last[host] = self._clock()
+    def validate(self):
+        self.need(self.api_key_env.strip(), "api_key_env", "must name a variable")
+
+    def fetch_settings(self) -> FetchSettings:
+        return FetchSettings(timeout=self.request_timeout, deadline=5 * self.request_timeout,
+                             retries=self.request_retries, max_bytes=self.max_download_bytes,
+                             user_agent=self.user_agent)
 
 
 class WebSearchProvider:
-    """Image candidates from a web image-search API, cached under ``cache_dir``.
+    """Image candidates from a web image-search API, cached under ``settings.cache_dir``.
 
     Cache layout (nothing is fetched twice):
       ``search/<api>/<sha256(word)[:16]>/page-<offset>.json``  result URLs of one page
       ``images/<sha256(url)>.img``                             a downloaded image (raw bytes)
-      ``images/<sha256(url)>.failed``                          a URL that answered 4xx, is not
-                                                               http(s), or is too large
-    Network errors other than 4xx are not cached (retried next run).
+      ``images/<sha256(url)>.failed``                          a URL that failed for good (4xx,
+                                                               not http(s), too large, a
+                                                               refused redirect)
+    Transient failures (timeouts, network errors, 5xx) are not cached (retried next run).
 
-    Args:
-      cache_dir: cache folder (created).
-      api: a key of :data:`SEARCH_APIS`.
-      endpoint: API URL; default the API's public one.
-      api_key_env: environment variable holding the key (read when searching, never logged).
-      min_interval_s: minimum seconds between requests to the same host.
-      timeout_s: per-request timeout.
-      max_image_bytes: larger downloads are dropped.
-      max_retries: retries on HTTP 429/503 and network errors, waiting ``Retry-After`` seconds
-        (capped at ``max_wait_s``) or 1, 2, 4, ... seconds.
+    Every request goes through the package's fetcher (:mod:`tfstyle.core.fetch`): http(s)
+    only at every hop, no redirect from a public address into the local network, at most 5
+    redirects, a deadline per request, ``max_download_bytes``, at least ``request_interval``
+    seconds between two requests to one host, retries honouring ``Retry-After``.  The API key
+    (read from ``$<api_key_env>`` when searching, never logged) is not sent on to another host
+    by a redirect.  ``sleep`` and ``clock`` are for tests.
     """
 
-    def __init__(
-        self,
-        cache_dir,
-        api: str = "bing",
-        endpoint: str | None = None,
-        api_key_env: str = "TFSTYLE_SEARCH_API_KEY",
-        min_interval_s: float = 1.0,
-        timeout_s: float = 20.0,
-        max_image_bytes: int = 20 * 1024 * 1024,
-        max_retries: int = 3,
-        max_wait_s: float = 60.0,
-        user_agent: str = "tfstyle-texture/0.1",
-        sleep: Callable[[float], None] = time.sleep,
-    ):
-        if api not in SEARCH_APIS:
-            raise ValueError(f"Unknown search API {api!r}; choose from {sorted(SEARCH_APIS)}.")
-        self.api = SEARCH_APIS[api]
-        self.endpoint = endpoint or self.api.default_endpoint
-        self.api_key_env = api_key_env
-        self.cache_dir = Path(cache_dir)
-        self.timeout_s = timeout_s
-        self.max_image_bytes = max_image_bytes
-        self.max_retries = max_retries
-        self.max_wait_s = max_wait_s
-        self.user_agent = user_agent
-        self._sleep = sleep
-        self._limiter = _HostRateLimiter(min_interval_s, sleep=sleep)
-        self.requests_made = 0
+    def __init__(self, settings: WebSearchSettings = WebSearchSettings(), *,
+                 sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic):
+        self.settings = settings
+        self.api = SEARCH_APIS[settings.search_api]
+        self.endpoint = settings.search_endpoint or self.api.default_endpoint
+        self.cache_dir = Path(settings.cache_dir).expanduser()
+        self.fetcher = Fetcher(settings.fetch_settings(),
+                               limiter=RateLimiter(settings.request_interval, clock=clock,
+                                                   sleep=sleep),
+                               sleep=sleep)
 
-    # -- HTTP ----------------------------------------------------------------------------------
-
-    def _get(self, url: str, headers: dict, max_bytes: int) -> bytes:
-        """GET with rate limiting and retries; raises urllib errors / SearchAPIError."""
-        host = urllib.parse.urlsplit(url).netloc
-        attempt = 0
-        while True:
-            self._limiter.wait(host)
-            request = urllib.request.Request(url, headers={"User-Agent": self.user_agent,
-                                                           **headers})
-            self.requests_made += 1
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                    body = response.read(max_bytes + 1)
-                if len(body) > max_bytes:
-                    raise SearchAPIError(f"{url}: larger than {max_bytes} bytes")
-                return body
-            except urllib.error.HTTPError as err:
-                if err.code not in (429, 503) or attempt >= self.max_retries:
-                    raise
-                wait = self._retry_after(err.headers.get("Retry-After"), attempt)
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
-                if attempt >= self.max_retries:
-                    raise
-                wait = float(2**attempt)
-                logging.info("Request failed (%s); retrying in %.1f s", err, wait)
-            attempt += 1
-            self._sleep(wait)
-
-    def _retry_after(self, value, attempt: int) -> float:
-        try:
-            wait = float(value)
-        except (TypeError, ValueError):
-            wait = float(2**attempt)
-        return min(max(wait, 0.0), self.max_wait_s)
+    @property
+    def requests_made(self) -> int:
+        return self.fetcher.requests
 
     # -- search --------------------------------------------------------------------------------
 
     def _secrets(self) -> dict:
-        key = os.environ.get(self.api_key_env)
+        key = os.environ.get(self.settings.api_key_env)
         if not key:
             raise SearchAPIError(
                 f"The {self.api.name} image search needs an API key in the environment "
-                f"variable {self.api_key_env}."
+                f"variable {self.settings.api_key_env}."
             )
         secrets = {"key": key}
         for name in self.api.extra_env:
@@ -351,23 +315,18 @@ class WebSearchProvider:
                 secrets = secrets or self._secrets()
                 url, headers = self.api.build(self.endpoint, word, offset, count, secrets)
                 try:
-                    body = self._get(url, headers, max_bytes=16 * 1024 * 1024)
-                    answer = json.loads(body.decode("utf8"))
-                except urllib.error.HTTPError as err:
+                    body = self.fetcher.get(url, headers, max_bytes=SEARCH_PAGE_BYTES).body
+                    page = [u for u in self.api.parse(json.loads(body.decode("utf8")))
+                            if isinstance(u, str)]
+                except (FetchError, ValueError, TypeError, KeyError, AttributeError,
+                        RecursionError) as err:
+                    detail = err.detail if isinstance(err, FetchError) else \
+                        f"unexpected answer ({type(err).__name__}: {err})"
                     raise SearchAPIError(
-                        f"{self.api.name} image search failed for {word!r}: HTTP {err.code} "
-                        f"{err.reason}"
-                    ) from err
-                except (ValueError, urllib.error.URLError, OSError) as err:
-                    raise SearchAPIError(
-                        f"{self.api.name} image search failed for {word!r}: {err}"
-                    ) from err
-                page = self.api.parse(answer)
-                page_dir.mkdir(parents=True, exist_ok=True)
-                tmp = page_file.with_suffix(".tmp")
-                tmp.write_text(json.dumps({"word": word, "offset": offset, "urls": page},
-                                          ensure_ascii=False), "utf8")
-                tmp.replace(page_file)
+                        f"{self.api.name} image search failed for {word!r}: {detail}"
+                    ) from None
+                write_text_atomic(page_file, json.dumps(
+                    {"word": word, "offset": offset, "urls": page}, ensure_ascii=False))
             urls.extend(page)
             if len(page) < count:  # no more results
                 break
@@ -385,27 +344,14 @@ class WebSearchProvider:
             return path
         if failed.is_file():
             return None
-        image_dir.mkdir(parents=True, exist_ok=True)
-        if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-            failed.write_text(f"{url}\nnot an http(s) URL\n", "utf8")
-            return None
         try:
-            body = self._get(url, {}, max_bytes=self.max_image_bytes)
-        except urllib.error.HTTPError as err:
-            logging.info("Download of %s failed: HTTP %s", url, err.code)
-            if 400 <= err.code < 500:
-                failed.write_text(f"{url}\nHTTP {err.code}\n", "utf8")
-            return None
-        except SearchAPIError as err:
-            logging.info("Download of %s dropped: %s", url, err)
-            failed.write_text(f"{url}\n{err}\n", "utf8")
-            return None
-        except (urllib.error.URLError, OSError) as err:
+            body = self.fetcher.get(url, max_bytes=self.settings.max_download_bytes).body
+        except FetchError as err:
             logging.info("Download of %s failed: %s", url, err)
+            if not err.transient:
+                write_text_atomic(failed, f"{url}\n{err}\n")
             return None
-        tmp = path.with_suffix(".part")
-        tmp.write_bytes(body)
-        tmp.replace(path)
+        write_bytes_atomic(path, body)
         return path
 
     def candidates(self, word: str, limit: int) -> list[Candidate]:
