@@ -93,8 +93,11 @@ def test_cli_prints_the_table_and_writes_metrics(cli_report):
 def chromium() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if not path:
-        pytest.fail("headless Chromium is needed for the report rendering test: install it "
-                    "with `apt-get install -y chromium` (Debian package)")
+        message = ("headless Chromium is needed for the report rendering test: install it "
+                   "with `apt-get install -y chromium` (Debian package)")
+        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+            pytest.fail(message)  # CI must run it (.ci/run installs Chromium)
+        pytest.skip(message)
     return path
 
 
