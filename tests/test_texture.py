@@ -22,6 +22,7 @@ from PIL import Image
 
 from tfstyle import texture
 from tfstyle.core import fetch, vgg
+from tfstyle.evaluation import studies
 from tfstyle.texture_words import clustering, gatys, pipeline, providers, style_vector
 from tfstyle.texture_words.contact_sheet import contact_sheet
 
@@ -204,28 +205,166 @@ def test_contact_sheet_png(tmp_path):
 # --------------------------------------------------------------------------------------------
 
 
-def test_a_few_gatys_steps_lower_the_total_loss(base):
-    config = gatys.GatysConfig(steps=6, log_every=3, learning_rate=0.02)
+def test_the_defaults_are_the_papers():
+    """Gatys et al. 2015: conv4_2, conv1_1..conv5_1, alpha / beta = 1e-3, L-BFGS, white
+    noise, average pooling, the paper's normalisation, no TV term."""
+    config = gatys.GatysConfig()
+    assert vgg.paper_layer_name(config.content_layer) == "relu4_2"
+    assert [vgg.paper_layer_name(n) for n in config.style_layers] == \
+        ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
+    assert config.content_weight / config.style_weight == pytest.approx(1e-3)
+    assert (config.optimizer, config.init, config.pooling, config.loss_form, config.tv_weight) \
+        == ("lbfgs", "noise", "avg", "paper", 0.0)
+    assert pipeline.TextureConfig().gatys_config == config
+
+
+def test_loss_forms_follow_their_formulas():
+    """paper: 1/2 sum (F - P)^2 and E_l = sum (G_raw - A_raw)^2 / (4 N^2 M^2), w_l = 1/|S|;
+    mean: the TensorFlow tutorial's means of the same differences, on the normalised Grams."""
+    rng = np.random.default_rng(4)
+    shapes = {"block4_conv2": (3, 5, 6), "block1_conv1": (4, 4, 3), "block2_conv1": (2, 3, 5)}
+    feats = {n: rng.normal(size=(1, *s)).astype(np.float32) for n, s in shapes.items()}
+    content_target = rng.normal(size=(1, 3, 5, 6)).astype(np.float32)
+    styles = ("block1_conv1", "block2_conv1")
+    raw_targets = {}  # A_raw of a style image of the same size as x
+    for n in styles:
+        f = rng.normal(size=shapes[n]).reshape(-1, shapes[n][-1])
+        raw_targets[n] = f.T @ f
+    image = rng.uniform(size=(1, 4, 5, 3)).astype(np.float32)
+    tv = np.abs(np.diff(image, axis=1)).sum() + np.abs(np.diff(image, axis=2)).sum()
+    diff = (feats["block4_conv2"] - content_target).astype(np.float64)
+
+    def raw_gram(n):
+        f = feats[n][0].reshape(-1, shapes[n][-1]).astype(np.float64)
+        return f.T @ f
+
+    def positions(n):
+        return shapes[n][0] * shapes[n][1]
+
+    paper_style = np.mean([((raw_gram(n) - raw_targets[n]) ** 2).sum()
+                           / (4 * shapes[n][-1] ** 2 * positions(n) ** 2) for n in styles])
+    mean_style = np.mean([(((raw_gram(n) - raw_targets[n]) / positions(n)) ** 2).mean()
+                          for n in styles])
+    targets = {n: raw_targets[n] / positions(n) for n in styles}  # normalised A, as stored
+    for form, content, style in (("paper", 0.5 * (diff ** 2).sum(), paper_style),
+                                 ("mean", (diff ** 2).mean(), mean_style)):
+        config = gatys.GatysConfig(loss_form=form, style_layers=styles, content_weight=2.0,
+                                   style_weight=3.0, tv_weight=0.5)
+        got = gatys.gatys_losses(feats, tf.constant(image), content_target, targets, config)
+        np.testing.assert_allclose(float(got["content"]), content, rtol=1e-5)
+        np.testing.assert_allclose(float(got["style"]), style, rtol=1e-4)
+        np.testing.assert_allclose(float(got["tv"]), tv, rtol=1e-5)
+        np.testing.assert_allclose(float(got["total"]), 2 * content + 3 * style + 0.5 * tv,
+                                   rtol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def noise_style(base):
+    """A content image and noise-texture style targets on the default (avg-pool) network."""
+    config = gatys.GatysConfig()
     extractor = gatys.gatys_extractor(base, config)
-    targets = gatys.mean_gram_targets([stripes(), stripes(period=5.0)], extractor,
+    targets = gatys.mean_gram_targets([noise(seed=1), noise(seed=2)], extractor,
                                       config.style_layers)
-    content = noise(32, seed=9)
+    return noise(32, seed=9), targets, extractor
+
+
+def test_lbfgs_lowers_the_loss_and_keeps_the_image_in_its_bounds(noise_style, monkeypatch):
+    content, targets, extractor = noise_style
     seen = []
+    evaluate = gatys.Objective.for_scipy
+
+    def spy(self, flat):
+        seen.append((float(flat.min()), float(flat.max())))
+        return evaluate(self, flat)
+
+    monkeypatch.setattr(gatys.Objective, "for_scipy", spy)
+    progress = []
+    config = gatys.GatysConfig(steps=8, log_every=4)
     result = gatys.stylize(content, targets, extractor, config,
-                           progress=lambda *a: seen.append(a[0]))
-    steps = [h["step"] for h in result.history]
-    assert steps == [0, 1, 3, 6] and seen == [1, 3, 6]
+                           progress=lambda *a: progress.append(a[0]))
+    assert [h["step"] for h in result.history] == [0, 1, 4, 8] and progress == [1, 4, 8]
+    assert result.steps == 8 and 8 <= result.evaluations <= 10 + 3
+    totals = [h["total"] for h in result.history]
+    assert totals[-1] < 0.5 * totals[0]
+    assert result.image.shape == (32, 32, 3) and result.image.dtype == np.uint8
+    # Every image L-BFGS-B evaluated lies in [0, 1], and the bounds were reached: without
+    # them this run steps out of [0, 1].
+    assert len(seen) > 8
+    assert min(lo for lo, _ in seen) >= 0.0 and max(hi for _, hi in seen) <= 1.0
+    assert min(lo for lo, _ in seen) == 0.0 or max(hi for _, hi in seen) == 1.0
+    # Started from white noise, not from the content image.
+    assert result.history[0]["content"] > 0
+
+
+def test_the_gradient_agrees_with_finite_differences(noise_style):
+    content, targets, extractor = noise_style
+    objective = gatys.Objective(content, targets, extractor, gatys.GatysConfig())
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.2, 0.8, objective.shape).ravel()
+    value, grad = objective.for_scipy(x)
+    assert grad.shape == x.shape and grad.dtype == np.float64
+    random_direction = rng.normal(size=x.shape)
+    for d in (grad, random_direction):
+        d = d / np.linalg.norm(d)
+        eps = 1e-2
+        slope = (objective.for_scipy(x + eps * d)[0] - objective.for_scipy(x - eps * d)[0]) \
+            / (2 * eps)
+        assert slope == pytest.approx(grad @ d, rel=0.05), (slope, grad @ d)
+    assert objective.for_scipy(x)[0] == value  # the same image: the cached evaluation
+
+
+def test_adam_and_the_tv_term_are_options(noise_style):
+    """tfstyle 0.1's run (the TensorFlow tutorial's): Adam, the mean form, TV 30."""
+    content, targets, extractor = noise_style
+    config = gatys.GatysConfig(steps=6, log_every=3, optimizer="adam", loss_form="mean",
+                               content_weight=1e4, style_weight=1e-2, tv_weight=30.0,
+                               init="content")
+    result = gatys.stylize(content, targets, extractor, config)
+    assert [h["step"] for h in result.history] == [0, 1, 3, 6]
     totals = [h["total"] for h in result.history]
     assert totals[-1] < totals[0]
     assert result.history[0]["content"] == pytest.approx(0.0, abs=1e-6)  # starts at content
-    assert result.image.shape == (32, 32, 3) and result.image.dtype == np.uint8
+    assert result.history[0]["tv"] > 0 and result.steps == 6
     assert not np.array_equal(result.image, content)
-    # The style term alone is minimised too (the TV term dominates the run above).
-    style_only = dataclasses.replace(config, content_weight=0.0, tv_weight=0.0, style_weight=1.0)
-    history = gatys.stylize(content, targets, extractor, style_only).history
-    assert history[-1]["style"] < 0.9 * history[0]["style"]
+    # The TV term alone smooths the image.
+    smooth = dataclasses.replace(config, content_weight=0.0, style_weight=0.0, tv_weight=1.0)
+    history = gatys.stylize(content, targets, extractor, smooth).history
+    assert history[-1]["tv"] < 0.9 * history[0]["tv"]
     with pytest.raises(ValueError, match="optimizer"):
-        gatys.GatysConfig(optimizer="lbfgs-please")
+        gatys.GatysConfig(optimizer="sgd")
+
+
+def test_average_pooling_shares_the_weights_and_makes_the_style_targets(base):
+    avg = gatys.gatys_extractor(base, gatys.GatysConfig())
+    top = gatys.gatys_extractor(base, gatys.GatysConfig(pooling="max"))
+    kinds = {type(layer).__name__ for layer in avg.layers if "pool" in layer.name}
+    assert kinds == {"AveragePooling2D"}
+    assert {type(layer).__name__ for layer in top.layers if "pool" in layer.name} == \
+        {"MaxPooling2D"}
+    assert avg.get_layer("block3_conv1") is base.get_layer("block3_conv1")
+    images = [stripes(), noise(seed=4)]
+    want = gatys.mean_gram_targets(images, avg, gatys.STYLE_LAYERS)
+    other = gatys.mean_gram_targets(images, top, gatys.STYLE_LAYERS)
+    # The pipeline takes a cluster's Gram matrices from the network Gatys optimises with.
+    desc = pipeline.describe_images(images, pipeline.descriptor_extractor(base, style_layers=()),
+                                    style_size=None, style_extractor=avg)
+    got = pipeline.cluster_style_targets(desc, [0, 1])
+    for name in gatys.STYLE_LAYERS:
+        np.testing.assert_allclose(got[name].numpy(), want[name].numpy(), rtol=1e-4, atol=1e-6)
+    assert not np.allclose(want["block3_conv1"].numpy(), other["block3_conv1"].numpy())
+
+
+def test_evaluation_flops_count_the_convolutions_and_grams():
+    one = gatys.GatysConfig(content_layer="block1_conv2", style_layers=("block1_conv1",))
+    h, w = 6, 4
+    convs = 2 * 2 * 9 * (3 * 64 + 64 * 64) * h * w  # conv1_1 and conv1_2, forward and back
+    assert gatys.evaluation_flops(h, w, one) == convs + 2 * 2 * 64 * 64 * h * w
+    # All 16 convolutions at 224 x 224: VGG19's 19.5 billion multiply-adds (Simonyan &
+    # Zisserman count 19.6 billion "FLOPs" with the fc layers).
+    every = gatys.GatysConfig(content_layer="block5_conv4", style_layers=("block1_conv1",))
+    gram = 2 * 2 * 64 * 64 * 224 * 224
+    assert (gatys.evaluation_flops(224, 224, every) - gram) / 4 == pytest.approx(19.5e9, rel=0.01)
+    assert gatys.evaluation_flops(128, 128) == 4 * gatys.evaluation_flops(64, 64)
 
 
 # --------------------------------------------------------------------------------------------
@@ -482,7 +621,11 @@ def test_cli_end_to_end_with_unicode_word_and_paths(word_folder, tmp_path):
     (["--out=o.jpg"], "must end in .png"),
     (["--images=NOWHERE"], "--images='NOWHERE': no such folder"),
     (["--request_interval=-1"], "--request_interval=-1.0: must be at least 0"),
-    (["--optimizer=lbfgs"], "--optimizer"),
+    (["--optimizer=sgd"], "--optimizer"),
+    (["--loss_form=sum"], "--loss_form"),
+    (["--pooling=min"], "--pooling"),
+    (["--words=ざらざら"], "--words=('ざらざら',): only with --study_dir"),
+    (["--word=", "--out="], "--word='': give the word (or --study_dir"),
 ])
 def test_cli_errors_name_the_flag(word_folder, tmp_path, args, message):
     root, content = word_folder
@@ -514,3 +657,95 @@ def test_cli_flags_are_generated_from_the_settings_and_keep_their_names(word_fol
     assert (config.seed, config.gatys_config.seed) == (5, 5)  # one --seed for both
     assert (config.cluster, config.features, config.gatys_config.steps) == (1, "nsv", 7)
     assert command.word == WORD and web.request_interval == 0.5
+    assert (config.gatys_config.optimizer, config.gatys_config.content_layer) == \
+        ("lbfgs", "block4_conv2")
+
+
+@pytest.mark.parametrize("args, want", [
+    ([], ("lbfgs", "paper", "avg", "noise", 0.0)),
+    (["--optimizer=adam", "--loss_form=mean", "--pooling=max", "--init=content",
+      "--tv_weight=30"], ("adam", "mean", "max", "content", 30.0)),
+    (["--optimizer=rmsprop"], ("rmsprop", "paper", "avg", "noise", 0.0)),
+])
+def test_cli_optimizer_and_loss_choices_parse(word_folder, tmp_path, args, want):
+    root, content = word_folder
+    _, config, _ = texture.settings(texture.parse_flags([
+        "texture", f"--word={WORD}", f"--images={root}", f"--content={content}",
+        f"--out={tmp_path / 'o.png'}", *args]))
+    g = config.gatys_config
+    assert (g.optimizer, g.loss_form, g.pooling, g.init, g.tv_weight) == want
+
+
+# --------------------------------------------------------------------------------------------
+# The word-recognition study (seed 002): STUDY/<word>/<content>.png
+# --------------------------------------------------------------------------------------------
+
+
+def test_study_dir_writes_what_the_rating_app_lists_and_resumes(word_folder, tmp_path):
+    root, content = word_folder
+    other = root / "ざらざら"
+    other.mkdir()
+    for i in range(3):
+        Image.fromarray(noise(seed=20 + i)).save(other / f"{i}.png")
+    second = tmp_path / "コップ.jpg"
+    Image.fromarray(stripes(40)).save(second)
+    study = tmp_path / "研究"
+    proc = _cli(f"--study_dir={study}", f"--words={WORD},ざらざら",
+                f"--contents={content},{second}", f"--images={root}", "--weights=random",
+                "--steps=2", "--clusters=2", "--features=nsv", "--style_size=32",
+                "--max_size=32")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "4 images written, 0 kept" in proc.stdout
+    assert f"--word_study={study}" in proc.stdout
+    for word in (WORD, "ざらざら"):
+        assert sorted(p.name for p in (study / word).iterdir()) == \
+            sorted(["内容.png", "コップ.png", f"{word}_clusters.png"])
+    manifest = studies.write_word_manifest(study)
+    assert sorted(manifest.words) == sorted([WORD, "ざらざら"])
+    assert manifest.contents == sorted(["内容", "コップ"])
+    assert sorted((i.word, i.content, i.image) for i in manifest.items.values()) == sorted(
+        (w, c, f"{w}/{c}.png") for w in (WORD, "ざらざら") for c in ("内容", "コップ"))
+    # A rerun keeps what is there: no image is redone, no model is even loaded.
+    kept_bytes = (study / WORD / "内容.png").read_bytes()
+    logged = []
+    config = pipeline.TextureConfig(weights=str(tmp_path / "no-such-weights.h5"))
+    result = pipeline.word_study([WORD, "ざらざら"], providers.LocalFolderProvider(root),
+                                 [content, second], study, config, log=logged.append)
+    assert result.written == [] and len(result.kept) == 4 and result.contact_sheets == []
+    assert (study / WORD / "内容.png").read_bytes() == kept_bytes
+    assert logged == [f"{WORD!r}: all 2 images are there, kept.",
+                      "'ざらざら': all 2 images are there, kept."]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--words=a/b"], "--words=a/b: 'a/b' cannot name a folder"),
+    (["--words=.."], "--words=..: '..' cannot name a folder"),
+    (["--words=ふさふさ,ふさふさ"], "the words must differ"),
+    (["--contents=C,C2"], "the content files' names"),
+    (["--contents=SHEET"], "may not end in '_clusters'"),
+    (["--contents=NOFILE"], "--contents=('NOFILE',): no such file"),
+    (["--words=もふもふ"], "--words: No folder for the word 'もふもふ'"),
+    (["--word=ふさふさ"], "--word='ふさふさ': not used with --study_dir"),
+    (["--out=o.png"], "--out='o.png': not used with --study_dir"),
+])
+def test_study_errors_name_the_flag(word_folder, tmp_path, args, message):
+    root, content = word_folder
+    twin = tmp_path / "twin" / content.name
+    twin.parent.mkdir()
+    twin.write_bytes(content.read_bytes())
+    sheet = tmp_path / "a_clusters.png"
+    sheet.write_bytes(content.read_bytes())
+    swap = {"C2": str(twin), "C": str(content), "SHEET": str(sheet),
+            "NOFILE": str(tmp_path / "none.png")}
+
+    def fill(text):
+        for key, value in swap.items():
+            text = text.replace(key, value)
+        return text
+
+    argv = ["texture", f"--study_dir={tmp_path / 'study'}", f"--images={root}",
+            f"--words={WORD}", f"--contents={content}", *[fill(a) for a in args]]
+    with pytest.raises((app.UsageError, flags.Error)) as err:
+        texture.settings(texture.parse_flags(argv))
+    assert fill(message) in str(err.value)
+    assert not (tmp_path / "study").exists()

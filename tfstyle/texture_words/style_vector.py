@@ -100,7 +100,7 @@ def neural_style_vector(
 
     Args:
       features: ``{layer name: [B, H, W, N_l]}``, e.g. the output of
-        :func:`tfstyle.vgg.vgg19_feature_extractor`.
+        :func:`tfstyle.core.vgg.vgg19_feature_extractor`.
       layers: which entries of ``features`` to use and in which order; default: the seed's
         :data:`NSV_LAYERS` if all are present, else every entry in the dict's order.
       concat: return one concatenated ``[B, sum_l N_l (N_l + 1) / 2]`` tensor (default) or a
@@ -134,9 +134,9 @@ def fc6_extractor(weights: vgg.WeightsSpec = "imagenet", base: keras.Model | Non
 
     Needs the full VGG19 (``include_top=True``): with ``weights`` a path, that file must hold
     the fc layers (the ``..._kernels.h5`` file, not ``..._notop.h5``), else
-    :class:`tfstyle.vgg.VGGWeightsMismatchError` says so.  ``fc6`` is the rectified output of
-    the first fully connected layer (Keras ``fc1``), i.e. Caffe's ``fc6`` blob after its in-place
-    ReLU.
+    :class:`tfstyle.core.vgg.VGGWeightsMismatchError` says so.  ``fc6`` is the rectified
+    output of the first fully connected layer (Keras ``fc1``), i.e. Caffe's ``fc6`` blob after
+    its in-place ReLU.
     """
     if base is None:
         base = vgg.load_vgg19(weights=weights, include_top=True)
