@@ -70,9 +70,8 @@ def setup(kinds, work_dir: Path, export_dir: Path, size: int, calibration: int, 
     data = work_dir / "data"
     _pictures(data / "trainA", max(calibration, 4), size, rng)
     _pictures(data / "testA", 4, size, rng)
-    overrides = {k: float(v) for k, v in (item.split("=") for item in min_psnr)}
     common = dict(tflite_size=size, calibration_images=calibration, overwrite=True, version=1,
-                  latency_runs=2, min_psnr=overrides)
+                  latency_runs=2, min_psnr=tuple(min_psnr))
     for kind in kinds:
         if kind == "stylizer":
             from tfstyle.style.autoencoder import AttentionAutoencoder, save_autoencoder

@@ -5,8 +5,11 @@ r"""Translate images with a generator served by TF Serving.
 
 Sends the images (base64 over REST, or a DT_STRING tensor over gRPC) to the model's
 `translate_bytes` signature and writes OUT/<stem>.png for each. With --grpc, gRPC is used
-(and --url ignored). Exit status 1 with a message naming the server, model, signature or
-file when something fails; nothing is sent unless every file is a readable image.
+(and --url ignored). Exit status 1 with a one-line message naming the server, model,
+signature, file or folder when something fails; nothing is sent unless every file is a
+readable image and OUT can be written, and a result is written only once it decodes as a
+PNG. The flags are the fields of tfstyle.deploy.client.ClientOptions (`--helpfull` lists
+them).
 """
 
 from __future__ import annotations
@@ -15,17 +18,14 @@ import sys
 
 from absl import app, flags
 
+from tfstyle.core.config import define_flags, from_flags
+from tfstyle.deploy.client import ClientOptions
+
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("url", None, "TF Serving REST address, e.g. http://localhost:8501.")
-flags.DEFINE_string("grpc", None, "TF Serving gRPC target HOST:PORT, e.g. localhost:8500 "
-                    "(needs tfstyle[serving]).")
-flags.DEFINE_string("model", None, "Served model name, e.g. horse2zebra_AtoB.")
-flags.DEFINE_integer("version", None, "Model version (default: the latest the server has).")
-flags.DEFINE_string("signature", "translate_bytes", "Signature taking image_bytes.")
+define_flags(ClientOptions)
 flags.DEFINE_string("out_dir", None, "Folder for the translated PNGs.")
-flags.DEFINE_float("timeout", 60.0, "Seconds to wait for each request.")
-flags.DEFINE_integer("batch_size", 4, "Images per request.")
+flags.mark_flag_as_required("out_dir")
 
 
 def main(argv):
@@ -35,29 +35,10 @@ def main(argv):
     images = argv[1:]
     if not images:
         raise app.UsageError("give one or more IMAGE files after the flags")
-    if not FLAGS.url and not FLAGS.grpc:
-        raise app.UsageError("--url: required (or --grpc=HOST:PORT for gRPC)")
-    if not FLAGS.model:
-        raise app.UsageError("--model: required (the served model's name)")
-    if not FLAGS.out_dir:
-        raise app.UsageError("--out_dir: required")
-    if FLAGS.version is not None and FLAGS.version < 1:
-        raise app.UsageError(f"--version: must be positive, got {FLAGS.version}")
-    if FLAGS.timeout <= 0:
-        raise app.UsageError(f"--timeout: must be positive, got {FLAGS.timeout}")
-    if FLAGS.batch_size < 1:
-        raise app.UsageError(f"--batch_size: must be at least 1, got {FLAGS.batch_size}")
-    if FLAGS.grpc and ":" not in FLAGS.grpc:
-        raise app.UsageError(f"--grpc: expected HOST:PORT, got {FLAGS.grpc!r}")
+    options, _ = from_flags(ClientOptions)
     try:
-        if FLAGS.grpc:
-            server = client.GrpcClient(FLAGS.grpc, FLAGS.model, FLAGS.version, FLAGS.signature,
-                                       FLAGS.timeout)
-        else:
-            server = client.RestClient(FLAGS.url, FLAGS.model, FLAGS.version, FLAGS.signature,
-                                       FLAGS.timeout)
-        written = client.translate_files(server, images, FLAGS.out_dir, FLAGS.batch_size)
-    except (ImageError, FileNotFoundError, client.ServingError) as err:
+        written = client.translate_images(options, images, FLAGS.out_dir)
+    except (client.ClientError, ImageError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     for path in written:
@@ -66,4 +47,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    sys.exit(app.run(main))

@@ -14,7 +14,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tfstyle.core.training import Checkpoints
+from tfstyle.core.data import DataError
+from tfstyle.core.training import Checkpoints, NonFiniteLossError, checkpoints_on_disk
 from tfstyle.core.vgg import VGG19_BLOCKS
 from tfstyle.style import autoencoder, fusion, swap, wct
 from tfstyle.style.attention import SelfAttention
@@ -250,11 +251,15 @@ def test_multi_scale_swap_gives_k_strokes_coarse_to_fine():
     content = rng.normal(size=(6, 6, 3)).astype(np.float32)
     style = rng.normal(size=(12, 12, 3)).astype(np.float32)
     pyramid = swap.style_pyramid(style, swap.stroke_scales(4), 3)
-    assert [m.shape[:2] for m in pyramid] == [(6, 6), (8, 8), (12, 12)]
+    # floor(12 beta) = 6, 8, 12, zero-padded by 1 on every side (AAMS's SAME patches)
+    assert [m.shape[:2] for m in pyramid] == [(8, 8), (10, 10), (14, 14)]
+    np.testing.assert_array_equal(pyramid[-1][1:-1, 1:-1], style)
+    assert not np.any(pyramid[-1][0]) and not np.any(pyramid[-1][:, -1])
     strokes = swap.swap_strokes(content, pyramid, 3)
     assert len(strokes) == 4 and all(s.shape == (6, 6, 3) for s in strokes)
     np.testing.assert_array_equal(strokes[-1], content)
-    np.testing.assert_allclose(strokes[-2], swap.style_swap(content, style, 3), atol=1e-6)
+    padded = np.pad(style, ((1, 1), (1, 1), (0, 0)))
+    np.testing.assert_allclose(strokes[-2], swap.style_swap(content, padded, 3), atol=1e-6)
 
 
 def test_fusion_weights_are_positive_and_sum_to_one():
@@ -317,9 +322,11 @@ def test_region_keeps_content_decoded_outside_the_mask(tiny):
     np.testing.assert_array_equal(bg.image[mask], content[mask])
     np.testing.assert_array_equal(bg.image[~mask], whole.stylized[~mask])
 
-    # alpha = 0 decodes the content features unchanged.
+    # alpha = 0 (AAMS's inter_weight) is a plain WCT of the attended content: no strokes.
     zero = stylizer(content, style, StylizeOptions(alpha=0.0, **small))
-    np.testing.assert_array_equal(zero.image, zero.content_decoded)
+    fewer = stylizer(content, style, StylizeOptions(alpha=0.0, **{**small, "strokes": 2}))
+    np.testing.assert_array_equal(zero.image, fewer.image)
+    assert not np.array_equal(zero.image, whole.image)
     # The content cap is applied (aspect kept).
     capped = stylizer(_scene(60, 1)[:, :48], style, StylizeOptions(**{**small, "max_size": 40}))
     assert capped.image.shape == (40, 32, 3)
@@ -418,6 +425,21 @@ def test_short_training_lowers_the_reconstruction_loss(content_dir, tmp_path):
         load_autoencoder(tmp_path / "empty")
 
 
+def test_absurd_learning_rate_writes_no_checkpoint_and_no_autoencoder(content_dir, tmp_path):
+    # One Adam step at lr 1e30 leaves finite weights of about 1e30, which overflow at once.
+    config = _config(content_dir, tmp_path / "run", steps=1, lr=1e30, save_every_steps=1)
+    with pytest.raises(NonFiniteLossError, match="step 1: non-finite losses from the updated"):
+        train(config)
+    assert not checkpoints_on_disk(tmp_path / "run" / "checkpoints")
+    assert not (tmp_path / "run" / "autoencoder").exists()
+
+
+def test_missing_content_dir_is_a_data_error_and_writes_nothing(tmp_path):
+    with pytest.raises(DataError, match="--content_dir=.*no such folder"):
+        train(_config(tmp_path / "missing", tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
 def _run(args, timeout=240):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
     return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env, text=True,
@@ -469,7 +491,8 @@ def _flagfile(name):
         if line.startswith("--"):
             key, value = line[2:].split("=", 1)
             kind = type(fields[key].default)  # every flag is a config field
-            values[key] = value.lower() == "true" if kind is bool else kind(value)
+            values[key] = (value.lower() == "true" if kind is bool else
+                           tuple(value.split(",")) if kind is tuple else kind(value))
     return AutoencoderConfig(**values)
 
 

@@ -6,10 +6,12 @@ import io
 import json
 import re
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
+import zlib
 from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -22,8 +24,46 @@ from tfstyle.core.images import ImageError
 from tfstyle.deploy import client
 
 REPO = Path(__file__).resolve().parents[1]
-MODELS = {"demo": {1, 2}, "slow": {1}}
 SIGNATURES = {"translate_bytes": "image_bytes"}
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(
+        ">I", zlib.crc32(kind + data))
+
+
+def declared_png(width: int, height: int) -> bytes:
+    """A 60-byte PNG whose header declares width x height RGB pixels (a decompression bomb
+    when large: its data would inflate to that many pixels)."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (client.PNG_MAGIC + png_chunk(b"IHDR", header)
+            + png_chunk(b"IDAT", zlib.compress(b"\0" * 64)) + png_chunk(b"IEND", b""))
+
+
+def predictions(*results: bytes) -> bytes:
+    return json.dumps({"predictions": [{"b64": base64.b64encode(r).decode()}
+                                       for r in results]}).encode()
+
+
+def truncated_png() -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40, 3), np.uint8)).save(
+        out, format="PNG")
+    return out.getvalue()[:-300]
+
+
+#: Models of the fake server that answer (HTTP 200) with hostile bodies, given the images
+#: sent; "garbage" translates the first image right and the others into garbage.
+HOSTILE = {
+    "garbage": lambda sent: predictions(invert_png(sent[0]), *[
+        client.PNG_MAGIC + bytes(range(256)) * 4] * (len(sent) - 1)),
+    "truncated": lambda sent: predictions(*[truncated_png()] * len(sent)),
+    "badb64": lambda sent: b'{"predictions": [{"b64": "iVBORw0KGgo$$not*base64!"}]}',
+    "deep": lambda sent: b"[" * 100_000 + b"]" * 100_000,
+    "huge": lambda sent: b'{"predictions": ["' + b"A" * 3_000_000 + b'"]}',
+    "bomb": lambda sent: predictions(*[declared_png(10_000, 10_000)] * len(sent)),
+}
+MODELS = {"demo": {1, 2}, "slow": {1}, **{name: {1} for name in HOSTILE}}
 
 
 def invert_png(data: bytes) -> bytes:
@@ -51,12 +91,17 @@ class FakeServing(BaseHTTPRequestHandler):
         pass
 
     def reply(self, code, document):
-        body = json.dumps(document).encode()
+        self.send_body(code, json.dumps(document).encode())
+
+    def send_body(self, code, body: bytes):
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):  # a client that stopped reading
+            pass
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
@@ -70,6 +115,9 @@ class FakeServing(BaseHTTPRequestHandler):
             return self.reply(404, {"error": f"Servable not found for request: {spec}"})
         if name == "slow":
             time.sleep(3)
+        if name in HOSTILE:
+            sent = [base64.b64decode(item["b64"]) for item in json.loads(body)["instances"]]
+            return self.send_body(200, HOSTILE[name](sent))
         document = json.loads(body)
         signature = document.get("signature_name", "serving_default")
         if signature not in SIGNATURES:
@@ -238,8 +286,74 @@ def test_cli_errors(rest_server, images, tmp_path):
     result = run_cli(f"--url={rest_server}", "--model=demo", f"--out_dir={tmp_path}",
                      images["notes.png"])
     assert result.returncode == 1 and "notes.png" in result.stderr
-    result = run_cli("--model=demo", f"--out_dir={tmp_path}", images["photo.jpg"])
-    assert result.returncode != 0 and "--url" in result.stderr
+
+
+# -- what a server answers is not trusted ---------------------------------------------------
+
+@pytest.mark.parametrize("model, message", [
+    ("garbage", "not a valid PNG image"),
+    ("truncated", "not a valid PNG image"),
+    ("badb64", "prediction 1 is not valid base64"),
+    ("deep", "JSON nested too deeply"),
+    ("bomb", "10000x10000 pixels, more than the limit of 80,000,000 .max_image_pixels."),
+])
+def test_hostile_answers_are_refused_and_nothing_is_written(rest_server, images, tmp_path,
+                                                            model, message):
+    rest = client.RestClient(rest_server, model)
+    with pytest.raises(client.ServingError, match=message):
+        client.translate_files(rest, [images["photo.jpg"], images["drawing.png"]], tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
+def test_an_answer_over_the_size_limit_is_not_read(rest_server):
+    rest = client.RestClient(rest_server, "huge", max_response_bytes=1_000_000)
+    with pytest.raises(client.ServingError, match=r"more than 1,000,000 bytes"):
+        rest.translate([b"x"])
+
+
+def test_results_are_decoded_within_the_limits():
+    good = io.BytesIO()
+    Image.fromarray(np.zeros((40, 56, 3), np.uint8)).save(good, format="PNG")
+    assert client.check_result(good.getvalue()) == (56, 40)
+    small = client.ClientOptions(model="m", url="http://h", max_image_pixels=1000)
+    with pytest.raises(client.ServingError, match="56x40 pixels, more than the limit of 1,000"):
+        client.check_result(good.getvalue(), small)
+    with pytest.raises(client.ServingError, match="not a PNG"):
+        client.check_result(b"GIF89a...")
+    assert client.one_line("two\nlines\x1b[31m  red") == "two lines?[31m red"
+
+
+def test_an_unwritable_output_folder_fails_before_anything_is_sent(rest_server, images,
+                                                                   tmp_path):
+    blocker = tmp_path / "a file"
+    blocker.write_text("in the way")
+    rest = client.RestClient(rest_server, "demo")
+    for out in (blocker, blocker / "out"):
+        with pytest.raises(client.OutputError, match=f"output folder {re.escape(str(out))} "
+                                                     "cannot be written"):
+            client.translate_files(rest, [images["photo.jpg"]], out)
+    result = run_cli(f"--url={rest_server}", "--model=demo", f"--out_dir={blocker / 'out'}",
+                     images["photo.jpg"])
+    assert result.returncode == 1 and "cannot be written" in result.stderr
+    assert FakeServing.requests == []
+
+
+@pytest.mark.parametrize("args", [["--model=garbage"], ["--model=badb64"], ["--model=deep"],
+                                  ["--model=huge", "--max_response_bytes=1000000"]])
+def test_cli_reports_a_hostile_answer_in_one_line(rest_server, images, tmp_path, args):
+    result = run_cli(f"--url={rest_server}", *args, f"--out_dir={tmp_path}",
+                     images["photo.jpg"], images["drawing.png"])
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: ")
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("args, flag", [([], "--url"), (["--url=h", "--timeout=0"], "--timeout"),
+                                        (["--grpc=localhost"], "--grpc")])
+def test_cli_flags_are_checked(tmp_path, images, args, flag):
+    result = run_cli("--model=demo", *args, f"--out_dir={tmp_path}", images["photo.jpg"])
+    assert result.returncode != 0 and flag in result.stderr
 
 
 # -- gRPC ------------------------------------------------------------------------------------

@@ -15,7 +15,19 @@ CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.flags
 
 
 def settings_class(path):
-    return AutoencoderConfig if path.name.startswith("autoencoder") else CycleGANConfig
+    """The settings of the trainer a flagfile is for: the one its comment runs it with
+    (`python -m train.X --flagfile=configs/NAME`), else train.cyclegan."""
+    import re
+    found = re.search(r"python -m train\.(\w+) --flagfile=configs/" + re.escape(path.name),
+                      path.read_text())
+    trainer = found.group(1) if found else "cyclegan"
+    if trainer == "autoencoder":
+        return AutoencoderConfig
+    if trainer == "distill":
+        from tfstyle.cyclegan.distill import DistillConfig
+        return DistillConfig
+    assert trainer == "cyclegan", f"{path.name}: unknown trainer {trainer}"
+    return CycleGANConfig
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)

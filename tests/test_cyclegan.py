@@ -15,8 +15,9 @@ import pytest
 import tensorflow as tf
 
 from tfstyle.core import images, synthetic
+from tfstyle.core.data import DataError
 from tfstyle.core.images import list_images, read_image
-from tfstyle.core.training import NonFiniteLossError
+from tfstyle.core.training import NonFiniteLossError, checkpoints_on_disk
 from tfstyle.cyclegan import generators, losses, trainer, translator
 
 REPO = Path(__file__).resolve().parents[1]
@@ -130,6 +131,73 @@ def test_non_finite_loss_stops_without_touching_the_last_checkpoint(data, tmp_pa
         trainer.train(config(data, tmp_path / "run", epochs=1, decay_epochs=0,
                               save_every_steps=2, num_samples=0), one_device())
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == before
+
+
+def nan_learning_rate_in_second_epoch(monkeypatch):
+    """From the first step of the second epoch on, the update (not the loss of the step)
+    makes every weight NaN: the loss of that step, computed before the update, is finite."""
+    monkeypatch.setattr(trainer.CycleGANConfig, "lr_factor",
+                        lambda self, epoch: float("nan") if epoch >= 1 else 1.0)
+
+
+def all_finite(model_dir):
+    return all(np.isfinite(v).all() for v in checkpoint_state(model_dir).values()
+               if np.asarray(v).dtype.kind == "f")
+
+
+def test_nan_weights_on_a_middle_step_write_no_checkpoint(data, tmp_path, monkeypatch):
+    nan_learning_rate_in_second_epoch(monkeypatch)
+    cfg = config(data, tmp_path / "run", epochs=2, decay_epochs=0, save_every_steps=7,
+                 num_samples=0)
+    with pytest.raises(NonFiniteLossError) as err:
+        trainer.train(cfg, one_device())
+    message = str(err.value)
+    assert "step 7: non-finite weights" in message and message.endswith(".")
+    assert f"the last good checkpoint is {tmp_path / 'run' / 'checkpoints' / 'ckpt-6'}" in message
+    assert [s for s, _ in checkpoints_on_disk(tmp_path / "run" / "checkpoints")] == [6]
+    assert all_finite(tmp_path / "run")
+
+
+def test_nan_weights_on_the_last_step_save_no_generators(data, tmp_path, monkeypatch):
+    nan_learning_rate_in_second_epoch(monkeypatch)
+    cfg = config(data, tmp_path / "run", epochs=1, decay_epochs=1, max_steps=7,
+                 save_every_steps=100, num_samples=0)
+    with pytest.raises(NonFiniteLossError, match="step 7"):
+        trainer.train(cfg, one_device())
+    assert not (tmp_path / "run" / "generators").exists()
+    assert not (tmp_path / "run" / "summary.json").exists()
+    assert [s for s, _ in checkpoints_on_disk(tmp_path / "run" / "checkpoints")] == [6]
+    assert all_finite(tmp_path / "run")
+
+
+def test_absurd_learning_rate_fails_with_one_line_and_writes_nothing(data, tmp_path):
+    run = cli("train.cyclegan", f"--dataroot={data}", f"--model_dir={tmp_path / 'run'}",
+              "--ngf=4", "--ndf=4", "--n_blocks=1", "--n_layers_d=2", "--load_size=36",
+              "--crop_size=32", "--epochs=1", "--decay_epochs=0", "--num_samples=0",
+              "--max_steps=1", "--nojit_compile", "--lr=1e30")
+    out, _ = run.communicate(timeout=240)
+    assert run.returncode != 0
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "step 1: non-finite losses from the updated weights" in errors[0]
+    assert "Traceback" not in out
+    # Weights of about 1e30 are finite, but the next step would overflow: nothing written.
+    assert not (tmp_path / "run" / "generators").exists()
+    assert not checkpoints_on_disk(tmp_path / "run" / "checkpoints")
+
+
+def test_user_errors_are_one_line_and_leave_no_run_behind(data, tmp_path):
+    with pytest.raises(DataError, match="--dataroot=.*no such folder"):
+        trainer.train(config(tmp_path / "missing", tmp_path / "run"), one_device())
+    assert not (tmp_path / "run").exists()  # no config.json to refuse a later --crop_size
+    empty = tmp_path / "empty"
+    (empty / "trainA").mkdir(parents=True)
+    (empty / "trainB").mkdir()
+    run = cli("train.cyclegan", f"--dataroot={empty}", f"--model_dir={tmp_path / 'run2'}",
+              "--load_size=36", "--crop_size=32", "--n_layers_d=2")
+    out, _ = run.communicate(timeout=120)
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    assert run.returncode != 0 and "Traceback" not in out, out[-3000:]
+    assert len(errors) == 1 and "trainA holds no image files" in errors[0]
 
 
 def test_changed_architecture_on_resume_is_refused(data, tmp_path):

@@ -3,6 +3,9 @@
 One module-scoped export, through the CLI, of a model directory holding a tiny CycleDA
 generator (AtoB, attention switched on, small attention limit) and a tiny CycleSE generator
 (BtoA); the tests load what it wrote and compare it with the Keras generators themselves.
+Both generators are fitted for a few steps to a colour grading of their inputs, so their
+outputs are pictures, not the near-grey of an untrained net, and an artifact that lost the
+picture (flat grey, channels swapped) scores far below every threshold.
 """
 
 import base64
@@ -11,10 +14,12 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -22,7 +27,7 @@ from PIL import Image
 
 from tfstyle.cyclegan.generators import load_generator, save_generators
 from tfstyle.cyclegan.networks import ResnetGenerator
-from tfstyle.deploy import checks, client, exporter, saved_model
+from tfstyle.deploy import checks, client, exporter, litert, options, saved_model
 from tfstyle.deploy.checks import ExportError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,6 +60,31 @@ def dataroot(tmp_path_factory):
     return root
 
 
+def graded(pixels):
+    """What the test generators learn: more contrast and a warmer colour (pixels -> pixels)."""
+    return np.clip((pixels - 128.0) * 1.2 + 128.0 + np.array([12.0, 0.0, -12.0]), 0, 255)
+
+
+def fit_to_grading(generator, folder, steps=100):
+    """A few Adam steps (L1) towards `graded` on the centre squares of `folder`'s images, so
+    the generator's outputs look like pictures (untrained, they are near-grey)."""
+    images, _ = checks.read_some(sorted(folder.iterdir()), 6)
+    crops = np.stack([checks.center_square(im, SIZE) for im in images]).astype(np.float32)
+    x, y = crops / 127.5 - 1.0, graded(crops).astype(np.float32) / 127.5 - 1.0
+    optimizer = keras.optimizers.Adam(5e-3)
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.abs(generator(x, training=True) - y))
+        optimizer.apply(tape.gradient(loss, generator.trainable_variables),
+                        generator.trainable_variables)
+
+    for _ in range(steps):
+        step()
+    return generator
+
+
 def tiny_da():
     # max_attention_size 64*64: the attention accepts at most 1024 input pixels (32x32).
     g = ResnetGenerator(ngf=4, n_blocks=1, block="da", pam_max_attention_size=64 * 64)
@@ -67,10 +97,13 @@ def tiny_da():
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, dataroot):
+    keras.utils.set_random_seed(0)
     directory = tmp_path_factory.mktemp("runs") / "My Model-1"
     se = ResnetGenerator(ngf=8, n_blocks=1, block="se")
     se.build((None, None, None, 3))
-    save_generators(directory, {"AtoB": tiny_da(), "BtoA": se},
+    generators = {"AtoB": fit_to_grading(tiny_da(), dataroot / "trainA"),
+                  "BtoA": fit_to_grading(se, dataroot / "trainB")}
+    save_generators(directory, generators,
                     {"block": "da", "ngf": 4, "n_blocks": 1, "crop_size": SIZE,
                      "load_size": SIZE, "dataroot": str(dataroot), "step": 10, "epoch": 1})
     return directory
@@ -86,9 +119,30 @@ def run_export_cli(*args):
                           cwd=REPO, capture_output=True, text=True, timeout=600, env=ENV)
 
 
+def dead_pid():
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
 @pytest.fixture(scope="module")
-def export(tmp_path_factory, model_dir):
+def leftovers(tmp_path_factory):
+    """OUT with work folders of exports that were killed (their process is gone: to be
+    removed), one of tfstyle 0.1's, and one of an export still running (this process)."""
     out = tmp_path_factory.mktemp("exported")
+    dead = dead_pid()
+    killed = [out / f".work-{dead}-1a2b3c4d", out / "serving" / f"{PREFIX}_AtoB" / f".tmp-1-{dead}"]
+    for folder in killed:
+        (folder / "variables").mkdir(parents=True)
+        (folder / "saved_model.pb").write_bytes(b"half")
+    running = out / f".work-{os.getpid()}-5e6f7a8b"
+    running.mkdir()
+    return out, killed, running
+
+
+@pytest.fixture(scope="module")
+def export(leftovers, model_dir):
+    out = leftovers[0]
     result = run_export_cli(f"--model_dir={model_dir}", f"--out_dir={out}",
                             f"--tflite_size={SIZE}", "--calibration_images=8",
                             "--check_images=3", "--latency_runs=2")
@@ -124,6 +178,7 @@ def decode(data):
 
 def test_layout_config_and_table(export):
     out, stdout = export
+    print(stdout[stdout.index("| artifact |"):])  # docs/export.md quotes it (pytest -s)
     for direction in ("AtoB", "BtoA"):
         name = f"{PREFIX}_{direction}"
         assert (out / "serving" / name / "1" / "saved_model.pb").is_file()
@@ -138,15 +193,44 @@ def test_layout_config_and_table(export):
         (f"{PREFIX}_AtoB", f"{PREFIX}_AtoB"), (f"{PREFIX}_BtoA", f"{PREFIX}_BtoA")]
     batching = (out / "serving" / "batching_parameters.txt").read_text()
     assert "max_batch_size { value: 8 }" in batching
-    assert not list(out.glob(".work-*")) and not list((out / "serving").glob("*/.tmp-*"))
     assert saved_model.next_version(out / "serving" / f"{PREFIX}_AtoB") == 2
 
 
+def test_work_folders_of_killed_exports_are_removed(export, leftovers):
+    out, killed, running = leftovers
+    for folder in killed:
+        assert not folder.exists() and f"removed {folder}" in export[1]
+    assert list(out.glob(".work-*")) == [running]  # an export still running keeps its own
+    assert not list((out / "serving").glob("*/.tmp-*"))
+
+
 def test_names_are_sanitized():
-    assert exporter.sanitize("My Model-1") == "my_model_1"
-    assert exporter.model_name("Horse2Zebra (v2)", "BtoA") == "horse2zebra_v2_BtoA"
+    assert options.sanitize("My Model-1") == "my_model_1"
+    assert options.model_name("Horse2Zebra (v2)", "BtoA") == "horse2zebra_v2_BtoA"
     with pytest.raises(ValueError):
-        exporter.sanitize("--")
+        options.sanitize("--")
+
+
+def test_export_options_in_code_are_the_flags_checked_alike():
+    from tfstyle.core.config import ConfigError
+
+    settings = exporter.ExportOptions(tflite=None, version=None, num_threads=None,
+                                      directions=["AtoB"], min_psnr=("int8=15",))
+    assert (settings.tflite, settings.version, settings.directions) == (("auto",), 0, ("AtoB",))
+    assert settings.variants("generator") == litert.VARIANTS
+    assert settings.variants("stylizer") == options.STYLIZER_VARIANTS
+    assert settings.thresholds("generator")["int8"] == settings.thresholds("stylizer")["int8"] == 15
+    assert settings.thresholds("stylizer")["float32"] == 35
+    assert exporter.ExportOptions(tflite=()).variants("generator") == ()
+    for bad, flag in ((dict(min_psnr=("int8=x",)), "min_psnr"),
+                      (dict(min_psnr=("int9=20",)), "min_psnr"),
+                      (dict(serving=False, tflite=()), "tflite"),
+                      (dict(tflite=("int8", "int8")), "tflite"),
+                      (dict(styles=("a.png", "b/a.jpg")), "styles"),
+                      (dict(serving_max_pixels=10), "serving_max_pixels"),
+                      (dict(name="--"), "name")):
+        with pytest.raises(ConfigError, match=f"^--{flag}="):
+            exporter.ExportOptions(**bad)
 
 
 def test_existing_version_is_not_overwritten(export, model_dir):
@@ -159,6 +243,8 @@ def test_existing_version_is_not_overwritten(export, model_dir):
     (["--tflite_size=30"], "--tflite_size"),
     (["--min_psnr=int8"], "--min_psnr"),
     (["--directions=AtoC"], "--directions"),
+    (["--tflite=auto,int8"], "--tflite"),
+    (["--name=--"], "--name"),
 ])
 def test_cli_rejects_bad_flags(model_dir, tmp_path, args, flag):
     result = run_export_cli(f"--model_dir={model_dir}", f"--out_dir={tmp_path}", *args)
@@ -376,17 +462,16 @@ def test_refused_artifacts_are_removed_and_reported(model_dir, tmp_path):
     stale = tmp_path / "tflite" / f"{PREFIX}_BtoA_float16.tflite"
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"an earlier export")
-    options = exporter.ExportOptions(
+    settings = exporter.ExportOptions(
         directions=("BtoA",), tflite=("float16",), tflite_size=SIZE, check_images=2,
-        latency_runs=1, min_psnr={"float16": 150, "savedmodel": 150})
+        latency_runs=1, min_psnr=("float16=150", "savedmodel=150"))
     with pytest.raises(ExportError) as err:
-        exporter.export_generators(model_dir, tmp_path, options, log=lambda _: None)
+        exporter.export_generators(model_dir, tmp_path, settings, log=lambda _: None)
     message = str(err.value)
     assert f"tflite/{PREFIX}_BtoA_float16.tflite (PSNR" in message and "below 150 dB" in message
     assert f"serving/{PREFIX}_BtoA/1 (PSNR" in message
     assert not stale.exists()
-    assert not [p for p in (tmp_path / "serving" / f"{PREFIX}_BtoA").iterdir()]
-    assert not (tmp_path / "serving" / "models.config").exists()
+    assert not (tmp_path / "serving").exists()  # no version directory, no models.config
     listing = json.loads((tmp_path / "tflite" / "models.json").read_text())
     assert listing["models"] == []
     (refused,) = listing["refused"]
@@ -410,4 +495,121 @@ def test_missing_data_fails_before_any_work(model_dir, dataroot, tmp_path):
     with pytest.raises(ExportError, match="--dataroot"):
         exporter.export_generators(model_dir, out, exporter.ExportOptions(
             dataroot=str(tmp_path / "nowhere")))
-    assert not list(out.iterdir())
+    assert not out.exists()
+
+
+# -- what is refused, and what a failed export leaves ---------------------------------------
+
+def snapshot(folder):
+    """Every path under `folder`, with a hash of each file's bytes."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            if p.is_file() else "folder" for p in sorted(folder.rglob("*"))}
+
+
+@pytest.fixture
+def earlier_export(export, tmp_path):
+    """A copy of the module's export: OUT holding a good export of the same model names."""
+    out = tmp_path / "out"
+    shutil.copytree(export[0], out)
+    return out, snapshot(out)
+
+
+QUICK = dict(tflite_size=SIZE, calibration_images=4, check_images=2, latency_runs=1)
+
+
+@pytest.mark.parametrize("poison, message", [
+    ("nan", r"BtoA\.keras: 1 weight tensor\(s\) hold NaN or inf \(.*kernel"),
+    ("overflow", r"BtoA\.keras: the model's output on the check images of .*testB holds NaN"),
+])
+def test_a_non_finite_model_is_refused_before_anything_is_written(
+        model_dir, earlier_export, tmp_path, poison, message):
+    poisoned = tmp_path / "poisoned"
+    shutil.copytree(model_dir, poisoned)
+    generator = load_generator(poisoned, "BtoA")
+    kernel = generator.stem[1].kernel
+    value = kernel.numpy()
+    if poison == "nan":
+        value[0, 0, 0, 0] = np.nan
+    else:
+        value[:] = 3e38  # every weight finite, but the convolution's sums overflow
+    kernel.assign(value)
+    generator.save(poisoned / "generators" / "BtoA.keras")  # Keras' own save, unchecked
+    out, before = earlier_export
+    with pytest.raises(ExportError, match=message):
+        exporter.export_generators(poisoned, out, exporter.ExportOptions(name=PREFIX, **QUICK),
+                                   log=lambda _: None)
+    assert snapshot(out) == before  # the earlier export untouched, no work folder
+
+
+def test_an_export_that_fails_midway_leaves_out_as_it_was(model_dir, earlier_export,
+                                                          monkeypatch):
+    from tfstyle.deploy import formats
+
+    check = formats.SavedModelFormat.check
+
+    def disk_full_at_the_second_model(self, candidate):
+        if candidate.target.direction == "BtoA":
+            raise OSError(28, "No space left on device")
+        return check(self, candidate)
+
+    monkeypatch.setattr(formats.SavedModelFormat, "check", disk_full_at_the_second_model)
+    out, before = earlier_export
+    with pytest.raises(OSError, match="No space left"):  # AtoB was written and checked
+        exporter.export_generators(model_dir, out, exporter.ExportOptions(
+            tflite=("float32",), **QUICK), log=lambda _: None)
+    assert snapshot(out) == before
+
+
+@pytest.mark.parametrize("direction", ["AtoB", "BtoA"])
+def test_the_check_tells_the_picture_from_grey_and_swapped_channels(generators, dataroot,
+                                                                    direction):
+    """Against these generators' outputs, the best flat output (grey or one colour) and the
+    right output with red and blue swapped score far below the lowest threshold (int8,
+    20 dB); untrained generators' near-grey outputs let a flat grey score 20.3-20.9 dB."""
+    images, _ = checks.evaluation_images(dataroot, checks.SOURCE_DOMAIN[direction], 3)
+    references = checks.KerasReference(generators[direction])(
+        np.stack([checks.center_square(im, SIZE) for im in images]))
+    assert references.std() > 40  # a picture, not mid-grey
+    lowest = min(checks.DEFAULT_MIN_PSNR.values())
+    wrong = {"grey": [np.full_like(r, r.mean()) for r in references],
+             "flat colour": [np.broadcast_to(r.mean((0, 1)), r.shape) for r in references],
+             "red and blue swapped": [r[..., ::-1] for r in references]}
+    for name, outputs in wrong.items():
+        value = checks.agreement(outputs, references)["psnr_db"]
+        assert value < lowest - 5, (name, value)
+
+
+@pytest.mark.parametrize("lost, reason", [
+    ("grey", r"PSNR \d+\.\d\d dB against the Keras generator is below 20 dB"),
+    ("swapped", r"PSNR \d+\.\d\d dB against the Keras generator is below 20 dB"),
+    ("nan", "its output holds NaN or inf"),
+])
+def test_an_int8_file_that_lost_the_picture_is_refused(model_dir, tmp_path, monkeypatch,
+                                                       lost, reason):
+    run = litert.LiteModel.run
+
+    def broken(self, pixels):
+        out = run(self, pixels)
+        return {"grey": np.full_like(out, out.mean()), "swapped": out[..., ::-1],
+                "nan": out * np.nan}[lost]
+
+    monkeypatch.setattr(litert.LiteModel, "run", broken)
+    settings = exporter.ExportOptions(directions=("BtoA",), serving=False, tflite=("int8",),
+                                      **QUICK)
+    with pytest.raises(ExportError, match=rf"tflite/{PREFIX}_BtoA_int8\.tflite \({reason}\)"):
+        exporter.export_generators(model_dir, tmp_path, settings, log=lambda _: None)
+    assert not list((tmp_path / "tflite").glob("*.tflite"))
+    (refused,) = json.loads((tmp_path / "tflite" / "models.json").read_text())["refused"]
+    assert refused["variant"] == "int8" and refused["threshold_db"] == 20
+
+
+def test_nan_never_passes_a_threshold():
+    reference = np.full((8, 8, 3), 100.0)
+    for bad in (np.nan, np.inf):
+        output = reference.copy()
+        output[0, 0, 0] = bad
+        result = checks.agreement([reference, output], [reference, reference])
+        assert result["psnr_db"] is None and result["mean_psnr_db"] is None
+    assert np.isnan(checks.psnr(output * np.nan, reference))
+    assert not checks.passes(float("nan"), 20) and not checks.passes(None, 20)
+    assert checks.passes(20.0, 20) and not checks.passes(19.99, 20)

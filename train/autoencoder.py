@@ -23,11 +23,12 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     config, flags_text = from_flags(AutoencoderConfig)
+    from tfstyle.core.training import RUN_ERRORS
     from tfstyle.core.vgg import VGGWeightsUnavailableError
     from tfstyle.style.trainer import train
     try:
         summary = train(config, flags_text=flags_text)
-    except (VGGWeightsUnavailableError, FileNotFoundError) as err:
+    except (VGGWeightsUnavailableError, FileNotFoundError, *RUN_ERRORS) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     logging.info("done: %s", summary)

@@ -22,8 +22,13 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     config, flags_text = from_flags(CycleGANConfig)
+    from tfstyle.core.training import RUN_ERRORS
     from tfstyle.cyclegan.trainer import train
-    summary = train(config, flags_text=flags_text)
+    try:
+        summary = train(config, flags_text=flags_text)
+    except RUN_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     logging.info("done: %s", {k: v for k, v in summary.items() if k != "skipped"})
     print(f"\nTrained {summary['steps']} steps ({summary['epochs']} epochs) in "
           f"{summary['seconds']:.0f} s; A: {summary['images_A']} images, "

@@ -1,30 +1,41 @@
-"""Machinery shared by the trainers: checkpoints that survive a kill, progress output,
-TensorBoard, non-finite loss detection and the run's configuration on disk."""
+"""Machinery shared by the trainers: checkpoints that survive a kill or a damaged state file,
+the guard that writes nothing non-finite, progress output, TensorBoard and the run's
+configuration on disk."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
+import re
 import shutil
 import sys
 import tempfile
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
 import tensorflow as tf
 from absl import logging
 
-from tfstyle.core.config import Config, setting
+from tfstyle.core.config import setting
+from tfstyle.core.data import DataError
 from tfstyle.core.distribute import STRATEGIES
-from tfstyle.core.files import write_json_atomic
+from tfstyle.core.files import write_json_atomic, write_text_atomic
+from tfstyle.core.images import ImageError, ImageLimits
+
+# The largest load and crop sizes a trainer accepts: a 2048 x 2048 RGB image is 12 MiB of
+# uint8 and 48 MiB of float32, before a network's activations; larger sizes are refused
+# before anything is allocated (today's GPUs train 256-1024 px crops).
+MAX_IMAGE_SIZE = 2048
 
 
 @dataclass
-class RunSettings(Config):
-    """The settings every trainer has: where the run lives, how it is distributed, and how
-    often it logs and checkpoints. A trainer's config subclasses this."""
+class RunSettings(ImageLimits):
+    """The settings every trainer has: where the run lives, how it is distributed, how often
+    it logs and checkpoints, and the limits of the image files it reads (ImageLimits). A
+    trainer's config subclasses this."""
     model_dir: str = setting("", "Folder for checkpoints, logs, samples and the final model; "
                              "re-running the same command resumes from it.",
                              required="give a folder for checkpoints and outputs")
@@ -42,22 +53,36 @@ class RunSettings(Config):
 
 
 class NonFiniteLossError(RuntimeError):
-    """A loss became NaN or infinite; the last checkpoint on disk is from before."""
+    """A loss or a weight became NaN or infinite; nothing was written after the last
+    checkpoint that holds finite values (the message names it and the step)."""
 
 
 class ConfigMismatchError(ValueError):
     """A resumed run's settings differ from those of the checkpoints in model_dir."""
 
 
-def check_finite(losses: dict, step: int, checkpoint_dir) -> None:
-    bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
-    if bad:
-        raise NonFiniteLossError(
-            f"non-finite loss at step {step}: "
-            + ", ".join(f"{k}={v}" for k, v in sorted(bad.items()))
-            + f". Training stopped without saving; the last good checkpoint in {checkpoint_dir} "
-            "is intact. Lower the learning rate or use float32 (--mixed_precision=none), "
-            "then re-run the same command to resume from it.")
+class CheckpointError(RuntimeError):
+    """model_dir holds checkpoints, none of which can be resumed from; nothing is
+    overwritten until the user moves them away."""
+
+
+# What a trainer raises for a problem of the user's data, settings or run folder (never a
+# bug): entry points print these as one line and exit non-zero.
+RUN_ERRORS = (DataError, ImageError, ConfigMismatchError, NonFiniteLossError, CheckpointError)
+
+_CHECKPOINT_INDEX = re.compile(r"ckpt-(\d+)\.index")
+
+
+def checkpoints_on_disk(directory) -> list[tuple[int, str]]:
+    """(step, path prefix) of the checkpoints whose index file is in `directory`, newest
+    first; found from the files themselves, not from the `checkpoint` state file."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = [(int(m.group(1)), str(directory / f"ckpt-{m.group(1)}"))
+             for m in map(_CHECKPOINT_INDEX.fullmatch, (p.name for p in directory.iterdir()))
+             if m]
+    return sorted(found, reverse=True)
 
 
 def start_run(config, resume_keys, flags_text: str | None = None, strategy=None):
@@ -73,17 +98,23 @@ def start_run(config, resume_keys, flags_text: str | None = None, strategy=None)
     if chief:
         write_run_config(model_dir, config, resume_keys)
         if flags_text is not None:
-            (model_dir / "flags.txt").write_text(flags_text)
+            write_text_atomic(model_dir / "flags.txt", flags_text)
     return strategy, chief, model_dir
 
 
 def write_run_config(model_dir, config, resume_keys) -> None:
-    """Write config.json, or check that a resumed run keeps the keys that shape the
-    checkpoints (`resume_keys`); other settings may change between runs."""
+    """Write config.json, checking first that a run resuming checkpoints keeps the keys that
+    shape them (`resume_keys`); other settings may change between runs. Without checkpoints
+    in model_dir/checkpoints there is nothing to resume and any settings are accepted."""
     path = Path(model_dir) / "config.json"
     current = dataclasses.asdict(config)
-    if path.is_file():
-        previous = json.loads(path.read_text())
+    if path.is_file() and checkpoints_on_disk(Path(model_dir) / "checkpoints"):
+        try:
+            previous = json.loads(path.read_text())
+        except ValueError:  # a damaged file: keep it aside, the checkpoints are checked anyway
+            path.replace(path.with_name("config.json.damaged"))
+            logging.warning("%s was damaged; kept it as config.json.damaged", path)
+            previous = {}
         changed = {k: (previous.get(k), current[k]) for k in resume_keys
                    if k in previous and previous[k] != current[k]}
         if changed:
@@ -94,50 +125,180 @@ def write_run_config(model_dir, config, resume_keys) -> None:
     write_json_atomic(path, current)
 
 
-class Checkpoints:
-    """tf.train.CheckpointManager with the two guarantees resuming needs.
+class FiniteGuard:
+    """The one gate in front of everything a trainer writes: the float `variables` (weights,
+    optimizer slots, ...) are all finite, and so are the losses that the current weights give
+    on a fixed batch (`probe()`, a dict of scalar tensors). The probe catches weights that are
+    finite but so large that the next step overflows (an absurd learning rate)."""
 
-    A checkpoint becomes "latest" only once all its files are written (TensorFlow writes the
-    data, then the index, then the `checkpoint` state file), so a run killed mid-write
-    resumes from the previous one; and a latest checkpoint that is unreadable anyway is
-    skipped with a warning for the one before it. Non-chief workers of a multi-worker run
-    save into a temporary directory that is deleted (all workers must take part in a save).
+    def __init__(self, variables, probe=None):
+        self.variables = [v for v in variables if tf.as_dtype(v.dtype).is_floating]
+        self.probe = probe
+        self._finite = tf.function(lambda: tf.stack(
+            [tf.reduce_all(tf.math.is_finite(tf.convert_to_tensor(v))) for v in self.variables]))
+
+    def bad_variables(self) -> list[str]:
+        if not self.variables:
+            return []
+        finite = self._finite().numpy()
+        return [getattr(v, "path", v.name) for v, ok in zip(self.variables, finite) if not ok]
+
+    def problem(self, losses: dict | None = None, probe: bool = True) -> str | None:
+        """What is non-finite (the given `losses`, the weights, or with `probe` the losses of
+        the current weights), or None when everything is finite."""
+        problem = _losses_problem(losses or {})
+        if problem:
+            return problem
+        names = self.bad_variables()
+        if names:
+            return (f"weights in {len(names)} variables: {', '.join(names[:3])}"
+                    + (", ..." if len(names) > 3 else ""))
+        if probe and self.probe is not None:
+            bad = {k: v for k, v in ((k, float(v)) for k, v in self.probe().items())
+                   if not math.isfinite(v)}
+            if bad:
+                return "losses from the updated weights on a fixed batch: " + _values(bad)
+        return None
+
+
+def _values(values: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(values.items()))
+
+
+def _losses_problem(losses: dict) -> str | None:
+    bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
+    return "loss: " + _values(bad) if bad else None
+
+
+class Checkpoints:
+    """tf.train.CheckpointManager with the guarantees resuming needs.
+
+    - Checkpoints are found from their index files (`ckpt-N.index`), not from the
+      `checkpoint` state file, so a truncated, empty or garbled state file loses nothing: the
+      newest readable checkpoint is resumed from and the state file is rebuilt (a damaged one
+      is kept as `checkpoint.damaged`). A checkpoint that cannot be read (a write killed
+      half-way, a damaged file) or holds non-finite weights is skipped with a warning for the
+      one before it; when none can be resumed from, CheckpointError says so and nothing is
+      overwritten.
+    - With a FiniteGuard, a checkpoint is written only when every variable is finite and the
+      guard's probe is, else NonFiniteLossError names the step and the last good checkpoint.
+    - Non-chief workers of a multi-worker run save into a temporary directory that is deleted
+      (all workers must take part in a save).
     """
 
     def __init__(self, checkpoint: tf.train.Checkpoint, directory, chief: bool = True,
-                 max_to_keep: int = 3):
+                 max_to_keep: int = 3, guard: FiniteGuard | None = None):
         self.chief = chief
         self.directory = Path(directory)
-        target = self.directory if chief else Path(tempfile.mkdtemp(prefix="tfstyle-worker-"))
-        self._target = target
+        self._target = self.directory if chief else Path(tempfile.mkdtemp(prefix="tfstyle-worker-"))
+        if not chief:  # removed when the run ends, however it ends (short of a kill)
+            weakref.finalize(self, shutil.rmtree, str(self._target), True)
         self.checkpoint = checkpoint
-        self.manager = tf.train.CheckpointManager(checkpoint, str(target), max_to_keep=max_to_keep)
+        self.max_to_keep = max_to_keep
+        self.guard = guard
+        self.last_good: str | None = None
+        self._manager: tf.train.CheckpointManager | None = None
+
+    @property
+    def manager(self) -> tf.train.CheckpointManager:
+        if self._manager is None:
+            if self.chief:
+                self._set_aside_damaged_state()
+            self._manager = tf.train.CheckpointManager(self.checkpoint, str(self._target),
+                                                       max_to_keep=self.max_to_keep)
+        return self._manager
 
     def restore(self) -> str | None:
-        """Restore the newest readable checkpoint of `directory`; None for a fresh start."""
-        state = tf.train.get_checkpoint_state(str(self.directory))
-        candidates = list(reversed(state.all_model_checkpoint_paths)) if state else []
-        for path in candidates:
+        """Restore the newest readable checkpoint of `directory` that holds finite values;
+        None for a fresh start (no checkpoint files at all)."""
+        found = checkpoints_on_disk(self.directory)
+        for step, path in found:
             try:
                 self.checkpoint.restore(path).assert_existing_objects_matched()
             except Exception as err:  # noqa: BLE001  (any unreadable file: try an older one)
                 logging.warning("checkpoint %s is unreadable (%s); trying an older one",
                                 path, str(err).splitlines()[0])
                 continue
+            # The weights only: a probe failing here may be the loss's fault, not the file's.
+            problem = self.guard.problem(probe=False) if self.guard else None
+            if problem:
+                logging.warning("checkpoint %s holds non-finite %s; trying an older one",
+                                path, problem)
+                continue
             logging.info("resumed from %s", path)
+            self.last_good = path
+            if self.chief:
+                self._rebuild_state(step, [p for s, p in found if s <= step])
             return path
-        if candidates:
-            raise RuntimeError(f"no readable checkpoint in {self.directory}: "
-                               + ", ".join(candidates))
+        if found:
+            raise CheckpointError(
+                f"no checkpoint in {self.directory} can be resumed from (unreadable or "
+                f"non-finite: {', '.join(Path(p).name for _, p in found)}); move them away or "
+                "use another --model_dir to start afresh")
         return None
 
+    def _state_file(self) -> Path:
+        return self.directory / "checkpoint"
+
+    def _state_is_damaged(self) -> bool:
+        if not self._state_file().exists():
+            return False
+        try:
+            return tf.train.get_checkpoint_state(str(self.directory)) is None
+        except Exception:  # noqa: BLE001  (an empty or garbled state file)
+            return True
+
+    def _set_aside_damaged_state(self) -> None:
+        if self._state_is_damaged():
+            kept = self._state_file().with_name("checkpoint.damaged")
+            self._state_file().replace(kept)
+            logging.warning("the checkpoint state file %s was damaged; kept it as %s",
+                            self._state_file(), kept)
+
+    def _rebuild_state(self, step: int, paths: list[str]) -> None:
+        """Make the state file name the resumed checkpoint as the latest and the older ones
+        on disk as kept (so that --keep_checkpoints applies to them), if it does not."""
+        latest, names = Path(paths[0]).name, [Path(p).name for p in reversed(paths)]
+        if not self._state_is_damaged() and self._state_file().exists():
+            state = tf.train.get_checkpoint_state(str(self.directory))
+            if (Path(state.model_checkpoint_path).name == latest
+                    and [Path(p).name for p in state.all_model_checkpoint_paths] == names):
+                return
+        self._set_aside_damaged_state()
+        stamps = [Path(p + ".index").stat().st_mtime for p in reversed(paths)]
+        write_text_atomic(self._state_file(), "".join(
+            [f'model_checkpoint_path: "{latest}"\n']
+            + [f'all_model_checkpoint_paths: "{n}"\n' for n in names]
+            + [f"all_model_checkpoint_timestamps: {t}\n" for t in stamps]
+            + ["last_preserved_timestamp: 0.0\n"]))
+        logging.info("rebuilt %s from the checkpoint files (latest: ckpt-%d)",
+                     self._state_file(), step)
+
+    def check(self, step: int, losses: dict | None = None, probe: bool = True) -> None:
+        """Raise NonFiniteLossError, naming `step` and the last good checkpoint, when the
+        `losses` of step `step`, the weights after it or (with `probe`) the losses they give
+        are not finite. Without a guard only `losses` are checked."""
+        problem = (self.guard.problem(losses, probe) if self.guard
+                   else _losses_problem(losses or {}))
+        if problem is None:
+            return
+        advice = "lower the learning rate or use float32 (--mixed_precision=none)"
+        last = (f"the last good checkpoint is {self.last_good}; {advice}, then re-run the same "
+                "command to resume from it" if self.last_good
+                else f"there is no checkpoint yet; {advice}")
+        raise NonFiniteLossError(f"training stopped at step {step}: non-finite {problem}. "
+                                 f"Nothing of this step was written; {last}.")
+
     def save(self, step: int) -> None:
+        """Write the checkpoint of step `step`, after the guard's checks."""
+        self.check(step)
         path = self.manager.save(checkpoint_number=step)
         if not self.chief:
             shutil.rmtree(self._target, ignore_errors=True)
             self._target.mkdir(parents=True, exist_ok=True)
         else:
             logging.info("saved %s", path)
+        self.last_good = str(self.directory / f"ckpt-{step}")
 
 
 class Progress:
@@ -190,7 +351,8 @@ def _duration(seconds: float) -> str:
 
 
 class StepHooks:
-    """What every trainer does after a step: fetch the losses, stop on a non-finite one,
+    """What every trainer does after a step: fetch the losses, stop on a non-finite loss or
+    weight (Checkpoints.check),
     update the progress line, write TensorBoard scalars every `log_every` steps and image
     grids every `image_every` steps, and checkpoint every `save_every` steps.
 
@@ -213,7 +375,7 @@ class StepHooks:
         images; `shown` adds values to the progress line. Returns the losses as floats."""
         losses = {k: float(v) for k, v in out.items()}
         self.first_losses = self.first_losses or losses
-        check_finite(losses, step, self.checkpoints.directory)
+        self.checkpoints.check(step, losses, probe=False)
         self.progress.update(step, {**(shown or {}), **losses}, images)
         last = step >= self.total_steps
         if step % self.log_every == 0 or last:

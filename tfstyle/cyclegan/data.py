@@ -1,9 +1,10 @@
 """Unaligned (or paired) two-domain image data for CycleGAN training.
 
-Each domain folder is read once: every file is decoded with Pillow (`tfstyle.images`),
+Each domain folder is read once: every file is decoded with Pillow (`tfstyle.core.images`),
 resized bicubically to load_size x load_size and stored in a uint8 .npy cache in the model
-directory, so later epochs and resumed runs decode nothing. Unreadable files are skipped
-with a warning that names them and are counted.
+directory, so later epochs and resumed runs decode nothing. Unreadable files (and files over
+the ImageLimits) are skipped with a warning that names them and are counted. The cache is
+written only when the disk has room for it, and a failed decoding leaves no file behind.
 
 The order of an epoch (which A and B image, crop offset and flip for every slot) is drawn
 with numpy from (seed, epoch), so a run resumed at (epoch, step) sees exactly the data the
@@ -16,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,7 @@ from absl import logging
 from tfstyle.core.data import DataError, replica_slots, slot_dataset
 from tfstyle.core.files import write_json_atomic
 from tfstyle.core.images import (
+    DEFAULT_LIMITS,
     ImageError,
     list_images,
     read_image,
@@ -47,16 +50,18 @@ class Domain:
         return len(self.names)
 
 
-def _fingerprint(files, load_size):
-    h = hashlib.sha256(str(load_size).encode())
+def _fingerprint(files, load_size, limits):
+    h = hashlib.sha256(f"{load_size} {limits.max_image_pixels} {limits.max_image_bytes}".encode())
     for f in files:
         st = f.stat()
         h.update(f"{f.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]
 
 
-def load_domain(folder, load_size: int, cache_dir, workers: int = 4) -> Domain:
-    """Decode, resize and cache every image in `folder`; skip and count unreadable files."""
+def load_domain(folder, load_size: int, cache_dir, workers: int = 4, limits=None) -> Domain:
+    """Decode, resize and cache every image in `folder`; skip and count unreadable files and
+    files over `limits` (ImageLimits, or settings that extend it; default the defaults)."""
+    limits = limits or DEFAULT_LIMITS
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"domain folder {folder} does not exist")
@@ -66,7 +71,7 @@ def load_domain(folder, load_size: int, cache_dir, workers: int = 4) -> Domain:
         raise DataError(f"domain folder {folder} holds no image files"
                         + (f" (found only {', '.join(others[:5])})" if others else ""))
     cache_dir = Path(cache_dir)
-    key = f"{folder.name}-{_fingerprint(files, load_size)}"
+    key = f"{folder.name}-{_fingerprint(files, load_size, limits)}"
     array_path, meta_path = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
     if array_path.is_file() and meta_path.is_file():
         meta = json.loads(meta_path.read_text())
@@ -78,44 +83,59 @@ def load_domain(folder, load_size: int, cache_dir, workers: int = 4) -> Domain:
 
     def decode(path):
         try:
-            return resize(read_image(path), (load_size, load_size)), None
+            return resize(read_image(path, limits), (load_size, load_size)), None
         except ImageError as err:
             return None, str(err)
 
     logging.info("%s: decoding %d files to %dx%d", folder, len(files), load_size, load_size)
     cache_dir.mkdir(parents=True, exist_ok=True)
+    needed = len(files) * load_size * load_size * 3
+    free = shutil.disk_usage(cache_dir).free
+    if needed > free:
+        raise DataError(f"{folder}: caching {len(files)} images at {load_size}x{load_size} takes "
+                        f"{needed / 2 ** 30:.1f} GiB, {cache_dir} has {free / 2 ** 30:.1f} GiB "
+                        "free (lower --load_size or free disk space)")
     tmp = cache_dir / f".{key}.{os.getpid()}.tmp.npy"
-    out = np.lib.format.open_memmap(tmp, "w+", np.uint8, (len(files), load_size, load_size, 3))
-    names, skipped = [], []
-    with ThreadPoolExecutor(workers) as pool:
-        for i, (path, (image, error)) in enumerate(zip(files, pool.map(decode, files))):
-            if image is None:
-                skipped.append((path.name, error))
-                continue
-            out[len(names)] = image
-            names.append(path.name)
-            if (i + 1) % 500 == 0:
-                logging.info("%s: %d/%d decoded", folder, i + 1, len(files))
-    out.flush()
-    del out
-    if not names:
-        tmp.unlink()
-        raise DataError(f"domain folder {folder}: none of its {len(files)} image files could "
-                        f"be read (first error: {skipped[0][1]})")
-    # Keep only the readable rows: rewrite when files were skipped.
-    full = np.load(tmp, mmap_mode="r")
-    if len(names) < len(files):
-        compact = tmp.with_name(tmp.name + ".compact.npy")
-        np.save(compact, full[:len(names)])
-        del full
-        os.replace(compact, tmp)
-    else:
-        del full
-    os.replace(tmp, array_path)
+    compact = tmp.with_name(tmp.name + ".compact.npy")
+    try:
+        names, skipped = _decode_into(tmp, files, load_size, decode, workers, folder)
+        if not names:
+            raise DataError(f"domain folder {folder}: none of its {len(files)} image files "
+                            f"could be read (first error: {skipped[0][1]})")
+        # Keep only the readable rows: rewrite when files were skipped.
+        if len(names) < len(files):
+            full = np.load(tmp, mmap_mode="r")
+            np.save(compact, full[:len(names)])
+            del full
+            os.replace(compact, tmp)
+        os.replace(tmp, array_path)
+    except BaseException:
+        for leftover in (tmp, compact):
+            leftover.unlink(missing_ok=True)
+        raise
     write_json_atomic(meta_path, {"names": names, "skipped": skipped})
     domain = Domain(folder, names, np.load(array_path, mmap_mode="r"), skipped)
     _warn_skipped(domain)
     return domain
+
+
+def _decode_into(path, files, load_size, decode, workers, folder):
+    """Decode `files` into a new .npy memory map at `path`, readable ones first; returns
+    (names of the readable files, [(file, reason)] of the others)."""
+    out = np.lib.format.open_memmap(path, "w+", np.uint8, (len(files), load_size, load_size, 3))
+    names, skipped = [], []
+    with ThreadPoolExecutor(workers) as pool:
+        for i, (file, (image, error)) in enumerate(zip(files, pool.map(decode, files))):
+            if image is None:
+                skipped.append((file.name, error))
+                continue
+            out[len(names)] = image
+            names.append(file.name)
+            if (i + 1) % 500 == 0:
+                logging.info("%s: %d/%d decoded", folder, i + 1, len(files))
+    out.flush()
+    del out
+    return names, skipped
 
 
 def _warn_skipped(domain):

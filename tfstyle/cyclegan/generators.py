@@ -12,6 +12,7 @@ A trained model directory holds its final generators as Keras files:
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import keras
@@ -21,6 +22,10 @@ from tfstyle.core.files import atomic_path, write_json_atomic
 from tfstyle.cyclegan import networks  # noqa: F401  (registers the layers for loading)
 
 DIRECTIONS = ("AtoB", "BtoA")
+
+
+class ModelFileError(ValueError):
+    """A generator file that exists but cannot be loaded; the message names the file."""
 
 
 def generators_dir(model_dir) -> Path:
@@ -72,4 +77,12 @@ def load_generator(model_dir, direction: str) -> keras.Model:
         raise FileNotFoundError(
             f"{path} not found: {model_dir} holds no trained {direction} generator "
             "(train with python -m train.cyclegan --model_dir=...)")
-    return keras.models.load_model(path)
+    if not zipfile.is_zipfile(path):  # Keras would call it "file not found"
+        raise ModelFileError(f"{path}: damaged (not a complete .keras zip file); train again "
+                             "or copy the model directory anew")
+    try:
+        return keras.models.load_model(path)
+    except Exception as err:  # any reason the file cannot be loaded
+        raise ModelFileError(f"{path}: damaged or not a tfstyle generator "
+                             f"({str(err).splitlines()[0] if str(err) else type(err).__name__})"
+                             ) from err

@@ -9,6 +9,7 @@ that a PyTorch checkpoint's weights give the same outputs here.
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from tfstyle.core.layers import (
@@ -31,6 +32,21 @@ def _check_size(model, x, multiple):
 
 
 @register
+class RepeatUpsampling2D(keras.layers.Layer):
+    """Nearest-neighbour 2x upsampling written as the channels repeated 4 times and
+    depth_to_space: out[2i + di, 2j + dj] = in[i, j]. Unlike resize_nearest_neighbor its
+    gradient compiles with XLA, and it exports to LiteRT as builtin CONCATENATION and
+    DEPTH_TO_SPACE ops."""
+
+    def call(self, x):
+        return tf.nn.depth_to_space(ops.concatenate([x, x, x, x], axis=-1), 2)
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, c = input_shape
+        return (b, None if h is None else 2 * h, None if w is None else 2 * w, c)
+
+
+@register
 class ResnetGenerator(keras.Model):
     """CycleGAN's ResNet generator (Johnson et al.), with plain, SE or DA residual blocks.
 
@@ -42,14 +58,28 @@ class ResnetGenerator(keras.Model):
       pad3 reflect, conv7x7 output_channels, tanh                  [B, H, W, 3]
     Input and output in [-1, 1]; H and W divisible by 4. Defaults (ngf 64, 9 resnet blocks)
     have 11,378,179 parameters, as the official implementation.
+
+    Options beyond the official architecture (docs/quality.md measures them):
+    upsample="resize": each u-layer is a nearest-neighbour 2x resize, reflection pad 1 and a
+    conv3x3 instead of the transposed convolution (Odena et al. 2016: no checkerboard
+    patterns from uneven kernel overlap); residual=True: the output is the input plus the
+    tanh head, clipped to [-1, 1], so that the generator starts as the identity and learns
+    the change.
     """
+
+    UPSAMPLING = ("transpose", "resize")
 
     def __init__(self, ngf=64, n_blocks=9, block="resnet", output_channels=3,
                  norm_affine=False, block_options=None, se_reduction=None, pam_reduction=None,
-                 pam_kv_pool=None, pam_max_attention_size=None, **kwargs):
+                 pam_kv_pool=None, pam_max_attention_size=None, upsample="transpose",
+                 residual=False, **kwargs):
         super().__init__(**kwargs)
         if block not in BLOCKS:
             raise ValueError(f"block must be one of {', '.join(BLOCKS)}, got {block!r}")
+        if upsample not in self.UPSAMPLING:
+            raise ValueError(f"upsample must be one of {', '.join(self.UPSAMPLING)}, got "
+                             f"{upsample!r}")
+        self.upsample, self.residual = upsample, bool(residual)
         self.ngf, self.n_blocks, self.block = int(ngf), int(n_blocks), block
         self.output_channels, self.norm_affine = int(output_channels), bool(norm_affine)
         # se_reduction and pam_*: the block options as keyword arguments (files saved by
@@ -76,6 +106,12 @@ class ResnetGenerator(keras.Model):
                                             f"block{i + 1}") for i in range(self.n_blocks)]
         self.up = []
         for i, mult in enumerate((2, 1)):
+            if upsample == "resize":
+                self.up += [RepeatUpsampling2D(name=f"up{i + 1}_resize"),
+                            ReflectionPadding2D(1),
+                            conv2d(self.ngf * mult, 3, name=f"up{i + 1}_conv"),
+                            norm(f"up{i + 1}_norm"), keras.layers.ReLU()]
+                continue
             self.up += [
                 keras.layers.Conv2DTranspose(
                     self.ngf * mult, 3, strides=2, padding="valid",
@@ -97,14 +133,37 @@ class ResnetGenerator(keras.Model):
 
     def call(self, x):
         _check_size(self, x, 4)
+        inputs = x
         for layer in self.stem + self.down + self.blocks + self.up + self.head:
             x = layer(x)
-        return x
+        return self._output(inputs, x)
+
+    def _output(self, inputs, head):
+        if not self.residual:
+            return head
+        return ops.clip(ops.cast(inputs, head.dtype) + head, -1.0, 1.0)
+
+    def call_with_activations(self, x):
+        """(output, activations) for feature distillation: activations[0] is the bottleneck
+        after the downsampling and activations[i] the output of residual block i, each
+        [B, H/4, W/4, 4ngf]; the output is call(x)'s."""
+        _check_size(self, x, 4)
+        inputs = x
+        for layer in self.stem + self.down:
+            x = layer(x)
+        activations = [x]
+        for block in self.blocks:
+            x = block(x)
+            activations.append(x)
+        for layer in self.up + self.head:
+            x = layer(x)
+        return self._output(inputs, x), activations
 
     def get_config(self):
         return {**super().get_config(), "ngf": self.ngf, "n_blocks": self.n_blocks,
                 "block": self.block, "output_channels": self.output_channels,
-                "norm_affine": self.norm_affine, "block_options": dict(self.block_options)}
+                "norm_affine": self.norm_affine, "block_options": dict(self.block_options),
+                "upsample": self.upsample, "residual": self.residual}
 
 
 @register

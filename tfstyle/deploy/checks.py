@@ -41,7 +41,7 @@ DEFAULT_MIN_PSNR = {
     "int8": 20.0,
 }
 
-#: The same for style-transfer models (tfstyle.export_lib.stylizer): their LiteRT files whiten
+#: The same for style-transfer models (tfstyle.deploy.style_model): their LiteRT files whiten
 #: by Newton-Schulz iterations instead of an eigen-decomposition, an approximation on top of
 #: the precision of the variant, so float32 and float16 are held to 35 dB rather than 45 / 40
 #: (docs/export.md, "Style-transfer models", for the measurements). Full int8 quantizes the
@@ -56,29 +56,54 @@ class ExportError(RuntimeError):
     """An export that could not be made or that was refused; the message says which and why."""
 
 
+def first_line(err: BaseException) -> str:
+    """The first line of an error's message (its type's name when it has none)."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def psnr(output, reference, peak: float = 255.0) -> float:
-    """PSNR (dB) of `output` against `reference`, float pixels in [0, peak]; capped."""
+    """PSNR (dB) of `output` against `reference`, float pixels in [0, peak]; capped. NaN when
+    either holds a NaN, -inf when the error is infinite."""
     output = np.asarray(output, np.float64)
     reference = np.asarray(reference, np.float64)
     if output.shape != reference.shape:
         raise ValueError(f"shapes differ: {output.shape} vs {reference.shape}")
-    mse = float(np.mean((output - reference) ** 2))
+    with np.errstate(invalid="ignore", over="ignore"):
+        mse = float(np.mean((output - reference) ** 2))
+    if math.isnan(mse):
+        return math.nan
+    if math.isinf(mse):
+        return -math.inf
     if mse <= peak * peak * 10 ** (-PSNR_CAP / 10):
         return PSNR_CAP
     return 10.0 * math.log10(peak * peak / mse)
 
 
+def _number(value) -> float | None:
+    """`value` rounded for the records, or None when it is not finite (JSON has no NaN)."""
+    return round(float(value), 2) if math.isfinite(value) else None
+
+
 def agreement(outputs, references) -> dict:
     """Agreement of a list of outputs with their references: the worst image's PSNR (what
-    thresholds are applied to), the mean PSNR and the largest absolute pixel error."""
+    thresholds are applied to; None when an output holds NaN or inf, which no threshold
+    accepts), the mean PSNR and the largest absolute pixel error."""
     pairs = list(zip(outputs, references, strict=True))
     if not pairs:
         raise ValueError("no images to compare")
-    values = [psnr(o, r) for o, r in pairs]
-    max_abs = max(float(np.max(np.abs(np.asarray(o, np.float64) - np.asarray(r, np.float64))))
-                  for o, r in pairs)
-    return {"psnr_db": round(min(values), 2), "mean_psnr_db": round(float(np.mean(values)), 2),
-            "max_abs_error": round(max_abs, 4), "images": len(values)}
+    values = np.array([psnr(o, r) for o, r in pairs])
+    with np.errstate(invalid="ignore"):
+        max_abs = np.max([np.max(np.abs(np.asarray(o, np.float64) - np.asarray(r, np.float64)))
+                          for o, r in pairs])
+    return {"psnr_db": _number(np.min(values)), "mean_psnr_db": _number(np.mean(values)),
+            "max_abs_error": None if not math.isfinite(max_abs) else round(float(max_abs), 4),
+            "images": len(values)}
+
+
+def passes(value: float | None, threshold: float) -> bool:
+    """Whether an agreement `value` meets `threshold`: never for None or NaN."""
+    return value is not None and value >= threshold
 
 
 def center_square(image: np.ndarray, size: int) -> np.ndarray:
@@ -102,8 +127,9 @@ def _spread(items: list, n: int) -> list:
 MIN_IMAGE_SIDE = 16
 
 
-def read_some(paths: list[Path], n: int) -> tuple[list[np.ndarray], list[Path]]:
-    """Up to `n` readable images spread over `paths` (unreadable or tiny files skipped)."""
+def read_some(paths: list[Path], n: int, limits=None) -> tuple[list[np.ndarray], list[Path]]:
+    """Up to `n` readable images spread over `paths` (unreadable or tiny files, and files
+    over the ImageLimits `limits`, skipped)."""
     images, used = [], []
     candidates = _spread(paths, n)
     candidates += [p for p in paths if p not in candidates]
@@ -111,7 +137,7 @@ def read_some(paths: list[Path], n: int) -> tuple[list[np.ndarray], list[Path]]:
         if len(images) == n:
             break
         try:
-            image = read_image(path)
+            image = read_image(path, limits)
         except ImageError:
             continue  # a stray unreadable file in the data root is skipped
         if min(image.shape[:2]) >= MIN_IMAGE_SIDE:
@@ -130,11 +156,12 @@ def image_folders(dataroot, domain: str, splits=("test", "train")) -> list[Path]
     return [f for f in _domain_folders(dataroot, domain, splits) if list_images(f)]
 
 
-def evaluation_images(dataroot, domain: str, n: int) -> tuple[list[np.ndarray], Path]:
+def evaluation_images(dataroot, domain: str, n: int,
+                      limits=None) -> tuple[list[np.ndarray], Path]:
     """Up to `n` RGB uint8 images of `domain` ('A' or 'B'): from test<domain>, else
     train<domain>; returns (images, folder). Raises ExportError if there are none."""
     for folder in _domain_folders(dataroot, domain, ("test", "train")):
-        images, _ = read_some(list_images(folder), n)
+        images, _ = read_some(list_images(folder), n, limits)
         if images:
             return images, folder
     raise ExportError(
@@ -142,12 +169,13 @@ def evaluation_images(dataroot, domain: str, n: int) -> tuple[list[np.ndarray], 
         "export against the Keras model (set --dataroot to the training data root)")
 
 
-def calibration_images(dataroot, domain: str, n: int, size: int) -> tuple[np.ndarray, Path]:
+def calibration_images(dataroot, domain: str, n: int, size: int,
+                       limits=None) -> tuple[np.ndarray, Path]:
     """`n` real training images of `domain` (train<domain>), centre squares of `size`, as
     float32 [n, size, size, 3] in [0, 255], and the folder they came from."""
     folders = _domain_folders(dataroot, domain, ("train",))
     if folders:
-        images, _ = read_some(list_images(folders[0]), n)
+        images, _ = read_some(list_images(folders[0]), n, limits)
         if images:
             batch = np.stack([center_square(im, size) for im in images]).astype(np.float32)
             return batch, folders[0]
@@ -160,7 +188,7 @@ class KerasReference:
     """The Keras generator as the reference: float pixels [0, 255] in, float pixels out.
 
     Images of any size are reflection-padded to a multiple of 4 (of the model's `multiple`
-    if it has one) and cropped back, as `tfstyle.inference.Translator` does for one tile.
+    if it has one) and cropped back, as `tfstyle.cyclegan.translator.Translator` does for one tile.
     """
 
     def __init__(self, generator):

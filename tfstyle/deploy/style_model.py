@@ -1,7 +1,7 @@
 """The style-transfer models of a trained attention auto-encoder, made exportable.
 
 A served or on-device model is an image -> image function. `FixedStyleTransfer` is the
-auto-encoder's stylization (tfstyle.stylize_lib: attention, whitening, multi-scale style
+auto-encoder's stylization (tfstyle.style.stylizer: attention, whitening, multi-scale style
 swap, multi-stroke fusion, colouring, decoding, optional region) with ONE style baked in: the
 style's StyleBank (colouring transform, mean and whitened pyramid, computed once at export
 with float64 eigen-decompositions) is held as constant weights. It has the generators'

@@ -22,8 +22,13 @@ from the encoder and Xavier init; we follow the issue (reflection padding, no sk
 Xavier (glorot) init. `width` scales the decoder's hidden channels (1.0: the exact mirror;
 smaller only for tests and CPU demos).
 
+Perceptual-loss layers (`loss_layers=`, default relu1_1 .. cut): AAMS compares relu1_1 ..
+relu4_1 whatever the cut. Layers deeper than the cut (relu4_1 for a relu3_1 encoder) come
+from a second frozen VGG19 trunk, `loss_encoder`, whose layers up to the cut hold the
+encoder's weights. It serves training only: the saved model leaves it out.
+
 The model directory written by training:
-    MODEL_DIR/autoencoder/autoencoder.keras   the whole model (encoder weights included)
+    MODEL_DIR/autoencoder/autoencoder.keras   the stylization model (encoder weights included)
     MODEL_DIR/autoencoder/info.json           cut, attention, width, VGG weights used, step, ...
 """
 
@@ -49,6 +54,10 @@ from tfstyle.style.attention import CBAM, DEFAULT_MAX_ATTENTION_ENTRIES, SelfAtt
 
 CUTS = ("relu3_1", "relu4_1", "relu5_1")
 ATTENTIONS = ("cbam", "self", "none")
+#: Layers the perceptual loss may compare (any of them, whatever the cut).
+LOSS_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+#: AAMS's perceptual-loss layers (official code), whatever the encoder's cut.
+AAMS_LOSS_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 
 #: Parameters of keras.applications.VGG19(include_top=True): the 16 convs + fc6, fc7, fc8.
 FULL_VGG19_PARAMETERS = 143_667_240
@@ -76,7 +85,7 @@ def downsampling(cut: str) -> int:
 
 
 def feature_layers(cut: str) -> tuple[str, ...]:
-    """The features the encoder returns: relu1_1 .. cut (the perceptual-loss layers)."""
+    """The features the encoder returns: relu1_1 .. cut."""
     return tuple(f"relu{b}_1" for b in range(1, cut_depth(cut) + 1))
 
 
@@ -192,7 +201,8 @@ class AttentionAutoencoder(keras.Model):
     def __init__(self, cut: str = "relu4_1", attention: str = "cbam",
                  encoder_weights="imagenet", width: float = 1.0, reduction: int = 16,
                  kernel_size: int = 7,
-                 max_attention_entries: int = DEFAULT_MAX_ATTENTION_ENTRIES, **kwargs):
+                 max_attention_entries: int = DEFAULT_MAX_ATTENTION_ENTRIES,
+                 loss_layers=None, **kwargs):
         super().__init__(**kwargs)
         _check_cut(cut)
         if attention not in ATTENTIONS:
@@ -203,6 +213,19 @@ class AttentionAutoencoder(keras.Model):
         self.kernel_size = int(kernel_size)
         self.max_attention_entries = int(max_attention_entries)
         self.encoder = VGG19Encoder(cut, encoder_weights, name="encoder")
+        self._loss_layers = tuple(loss_layers or self.encoder.layer_names)
+        unknown = [n for n in self._loss_layers if n not in LOSS_LAYERS]
+        if unknown or not self._loss_layers:
+            raise ValueError(f"loss_layers must be some of {', '.join(LOSS_LAYERS)}, "
+                             f"got {loss_layers!r}")
+        deepest = max(self._loss_layers, key=LOSS_LAYERS.index)
+        self.loss_encoder = None
+        if LOSS_LAYERS.index(deepest) > LOSS_LAYERS.index(cut):
+            self.loss_encoder = VGG19Encoder(deepest, encoder_weights, name="loss_encoder")
+            for layer in self.encoder.features.layers:  # the same trunk up to the cut
+                if layer.weights:
+                    self.loss_encoder.features.get_layer(layer.name).set_weights(
+                        layer.get_weights())
         channels = self.encoder.channels
         if attention == "cbam":
             self.attention_module = CBAM(channels, self.reduction, self.kernel_size,
@@ -221,7 +244,8 @@ class AttentionAutoencoder(keras.Model):
 
     @property
     def loss_layers(self) -> tuple[str, ...]:
-        return self.encoder.layer_names
+        """The layers of the perceptual loss (relu1_1 .. cut unless given)."""
+        return self._loss_layers
 
     def build(self, input_shape=None):
         bottleneck = (None, None, None, self.channels)
@@ -234,6 +258,15 @@ class AttentionAutoencoder(keras.Model):
     def encode(self, x):
         """RGB [B, H, W, 3] -> {relu1_1 .. cut} features."""
         return self.encoder(x)
+
+    def perceptual_features(self, x, features=None) -> dict:
+        """RGB [B, H, W, 3] -> {loss layer: features}; `features` (x's encode()) is reused
+        when every loss layer is within the cut."""
+        if self.loss_encoder is not None:
+            features = self.loss_encoder(x)
+        elif features is None:
+            features = self.encode(x)
+        return {name: features[name] for name in self.loss_layers}
 
     def attend(self, f, training=None):
         """f [B, h, w, C] -> (A [B, h, w, C], o [B, h, w, C] or None): the decoder's input and
@@ -266,11 +299,24 @@ class AttentionAutoencoder(keras.Model):
         return tuple(input_shape[:3]) + (3,)
 
     def get_config(self):
+        # No loss_layers: a saved model is for stylization (info.json records the loss).
         return {**super().get_config(), "cut": self.cut, "attention": self.attention,
                 "encoder_weights": "random",  # the saved file holds the encoder's weights
                 "width": self.width, "reduction": self.reduction,
                 "kernel_size": self.kernel_size,
                 "max_attention_entries": self.max_attention_entries}
+
+    def without_loss_encoder(self) -> AttentionAutoencoder:
+        """This model, or a copy of it without the training-only `loss_encoder` (same
+        encoder, attention and decoder weights)."""
+        if self.loss_encoder is None:
+            return self
+        copy = AttentionAutoencoder.from_config(self.get_config())
+        for mine, theirs in ((self.encoder, copy.encoder), (self.decoder, copy.decoder),
+                             (self.attention_module, copy.attention_module)):
+            if mine is not None:
+                theirs.set_weights(mine.get_weights())
+        return copy
 
 
 # --------------------------------------------------------------------------------------------
@@ -324,12 +370,13 @@ def autoencoder_dir(model_dir) -> Path:
 
 
 def save_autoencoder(model_dir, model: AttentionAutoencoder, info: dict) -> Path:
-    """Write MODEL_DIR/autoencoder/autoencoder.keras and info.json (each through a temporary
-    file, so a reader never sees half a file). Returns the folder."""
+    """Write MODEL_DIR/autoencoder/autoencoder.keras (the model without its loss network)
+    and info.json (each through a temporary file, so a reader never sees half a file).
+    Returns the folder."""
     out = autoencoder_dir(model_dir)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "autoencoder.keras") as tmp:
-        model.save(tmp)
+        model.without_loss_encoder().save(tmp)
     info = {"cut": model.cut, "attention": model.attention, "width": model.width,
             "reduction": model.reduction, "kernel_size": model.kernel_size, **info}
     write_json_atomic(out / "info.json", info)

@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from tfstyle.core import synthetic
 from tfstyle.core.data import DataError, replica_slots, slot_dataset
-from tfstyle.core.images import IMAGE_EXTENSIONS, ImageError, read_image, resize
+from tfstyle.core.images import DEFAULT_LIMITS, IMAGE_EXTENSIONS, ImageError, read_image
 
 
 def list_content_images(folder) -> list[Path]:
@@ -29,15 +29,19 @@ def list_content_images(folder) -> list[Path]:
 
 def random_crop(image: np.ndarray, load_size: int, crop_size: int, offset) -> np.ndarray:
     """Resize the shorter side to max(load_size, crop_size) (bicubic, aspect kept), then crop
-    crop_size x crop_size at relative offset (u, v) in [0, 1)^2."""
+    crop_size x crop_size at relative offset (u, v) in [0, 1)^2. Only the crop is resampled
+    (from its box in the source), so a panorama of extreme aspect ratio costs no more memory
+    than a square image."""
     h, w = image.shape[:2]
     short = max(load_size, crop_size)
     scale = short / min(h, w)
     nh, nw = max(crop_size, round(h * scale)), max(crop_size, round(w * scale))
-    image = resize(image, (nh, nw))
     top = int(offset[0] * (nh - crop_size + 1))
     left = int(offset[1] * (nw - crop_size + 1))
-    return image[top:top + crop_size, left:left + crop_size]
+    sy, sx = h / nh, w / nw  # source pixels per resized pixel
+    box = (left * sx, top * sy, (left + crop_size) * sx, (top + crop_size) * sy)
+    return np.asarray(Image.fromarray(image).resize((crop_size, crop_size), Image.BICUBIC,
+                                                    box=box))
 
 
 class ContentData:
@@ -45,14 +49,15 @@ class ContentData:
     permutation of the files and a crop offset per slot, drawn from (seed, epoch) with numpy,
     so a resumed run sees the data the interrupted one would have seen, and each
     tf.distribute replica reads its slice of the same global batch as a one-device run.
-    An unreadable file is replaced by the next readable one in the file list (a warning
-    names it once) and counted in `skipped`."""
+    An unreadable file (or one over the ImageLimits `limits`) is replaced by the next
+    readable one in the file list (a warning names it once) and counted in `skipped`."""
 
-    def __init__(self, files, load_size: int, crop_size: int, seed: int):
+    def __init__(self, files, load_size: int, crop_size: int, seed: int, limits=None):
         self.files = [Path(f) for f in files]
         if not self.files:
             raise DataError("no content images")
         self.load_size, self.crop_size, self.seed = load_size, crop_size, seed
+        self.limits = limits or DEFAULT_LIMITS  # ImageLimits, or settings that extend it
         self.skipped: dict[str, str] = {}
 
     def __len__(self):
@@ -77,7 +82,8 @@ class ContentData:
             if str(path) in self.skipped:
                 continue
             try:
-                return random_crop(read_image(path), self.load_size, self.crop_size, offset)
+                return random_crop(read_image(path, self.limits), self.load_size,
+                                   self.crop_size, offset)
             except (ImageError, OSError) as err:
                 self.skipped[str(path)] = str(err)
                 logging.warning("skipped %s: %s", path, err)

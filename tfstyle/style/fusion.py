@@ -2,40 +2,76 @@
 functions on ONE image's maps.
 
 Multi-stroke fusion (AAMS)
-    a: the attention map [H, W] in [0, 1]; c_1 < ... < c_k: 1-D k-means centroids of a.
+    a: the attention map [H, W] in [0, 1]; c_1 < ... < c_k: 1-D k-means centroids of a
+    (80 Lloyd iterations, as AAMS).
     w_k(y,x) = softmax_k(theta * (1 - |a(y,x) - c_k|)),  theta = 50
     fused    = sum_k w_k F_k,  F_1 the coarsest stroke ... F_k the content:
     low attention (background) gets coarse strokes, high attention keeps detail.
 
-Attention map (AAMS's filter, applied to the attention branch's output o: the self-attention
-output, or CBAM's F''):
-    m = [|o| > 2 mean(|o|)] (per element), a = minmax(box3x3(mean_c(m))).
-    AAMS smooths with a 3x3 kernel drawn from a truncated normal; we use a box filter so the
-    map is deterministic.
+Attention map (AAMS's `attention_filter`, applied to the attention branch's output o: the
+self-attention output, or CBAM's F''):
+    m = [|o| > 2 mean(|o|)] (per element), a = minmax(K * mean_c(m)),
+    K * : a 3x3 convolution with zero padding. AAMS draws K from a normal(6, 5) truncated at
+    two standard deviations and divides it by its sum, anew for every image;
+    `smoothing_kernel("aams", seed)` draws it the same way from a seed, so that a
+    stylization is reproducible (and an exported model computes what tfstyle.stylize does);
+    "box" is the draws' expectation, 1/9 everywhere. (AAMS's convolution sums the channels
+    of m into each output channel and the fusion averages those: after the min-max, the same
+    map.)
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import tensorflow as tf
 
+#: Smoothing kernels of the attention map: AAMS's random draw, or its expectation.
+SMOOTHINGS = ("aams", "box")
+#: Lloyd iterations of the fusion's k-means (AAMS: 80).
+KMEANS_ITERATIONS = 80
 
-def attention_map(output, kernel_size: int = 3) -> tf.Tensor:
+
+def smoothing_kernel(kind: str = "aams", seed: int = 0, size: int = 3) -> np.ndarray:
+    """The attention map's smoothing kernel [size, size], summing to 1: "aams" draws it as
+    AAMS does (tf.truncated_normal(mean=6, stddev=5): values beyond two standard deviations
+    drawn again; then divided by the sum) from numpy's generator seeded with `seed`; "box"
+    is 1 / size^2 everywhere, the expectation of those draws."""
+    if kind == "box":
+        return np.full((size, size), 1.0 / (size * size), np.float32)
+    if kind != "aams":
+        raise ValueError(f"smoothing must be one of {', '.join(SMOOTHINGS)}, got {kind!r}")
+    rng = np.random.default_rng(seed)
+    mean, std = 6.0, 5.0
+    w = rng.normal(mean, std, (size, size))
+    while True:
+        outside = np.abs(w - mean) > 2 * std
+        if not outside.any():
+            break
+        w[outside] = rng.normal(mean, std, int(outside.sum()))
+    return (w / w.sum()).astype(np.float32)
+
+
+def attention_map(output, kernel=None) -> tf.Tensor:
     """AAMS's attention filter: the attention branch's output [H, W, C] -> a map [H, W] in
-    [0, 1]: a = minmax(box_kxk(mean_c([|o| > 2 mean(|o|)]))). A constant map gives zeros."""
+    [0, 1]: a = minmax(kernel * mean_c([|o| > 2 mean(|o|)])), the convolution zero-padded;
+    kernel [k, k] defaults to smoothing_kernel() (AAMS's draw, seed 0). A constant map
+    gives zeros (where AAMS divides by zero)."""
+    kernel = smoothing_kernel() if kernel is None else np.asarray(kernel, np.float32)
     magnitude = tf.abs(tf.convert_to_tensor(output, tf.float32))
     mask = tf.cast(magnitude > 2.0 * tf.reduce_mean(magnitude), tf.float32)
     a = tf.reduce_mean(mask, axis=-1)[None, :, :, None]
-    a = tf.nn.avg_pool2d(a, kernel_size, 1, "SAME")[0, :, :, 0]
+    a = tf.nn.conv2d(a, tf.constant(kernel[:, :, None, None]), 1, "SAME")[0, :, :, 0]
     low, high = tf.reduce_min(a), tf.reduce_max(a)
     return tf.where(high > low, (a - low) / tf.maximum(high - low, 1e-12), tf.zeros_like(a))
 
 
-def kmeans_1d(values, k: int, iterations: int = 30) -> tf.Tensor:
+def kmeans_1d(values, k: int, iterations: int = KMEANS_ITERATIONS) -> tf.Tensor:
     """Lloyd's k-means on scalar values (any shape): k centroids, sorted ascending.
-    Initialised at the (i + 1/2)/k quantiles (deterministic; AAMS draws random points); an
-    empty cluster keeps its centroid."""
+    Initialised at the (i + 1/2)/k quantiles, not at k random values as AAMS, so that a
+    stylization does not depend on a draw (bench/aams_order.py compares the two); an empty
+    cluster keeps its centroid (AAMS's averages to NaN)."""
     v = tf.reshape(tf.convert_to_tensor(values, tf.float32), [-1])
     sorted_v = tf.sort(v)
     n = tf.shape(v)[0]

@@ -1,25 +1,35 @@
-"""Attention-aware multi-stroke stylization with a trained AttentionAutoencoder (AAMS test-time
-pipeline, with the seed's CBAM attention and its foreground/background goal).
+"""Attention-aware multi-stroke stylization with a trained AttentionAutoencoder: the AAMS
+test-time pipeline in the order of the official code (`AAMS.transfer`), with the seed's CBAM
+attention and its foreground/background goal.
 
 For a content image x_c and a style image x_s (RGB uint8):
 
-  1. f_c = E(x_c)[cut];  A_c, o_c = attend(f_c)   (A = f + F'' for CBAM; see attention_models)
-     f_s = E(x_s)[cut]   (no attention on the style, as AAMS)
-  2. a = attention_map(o_c) in [0, 1], [h, w]     (zeros for attention="none")
-  3. Whitening: A_hat = whiten(A_c), S_hat = whiten(f_s)
-  4. Multi-scale style swap of A_hat against S_hat resized by beta_i = 2^(-(k-2-i)/2),
-     i = 0..k-2 (k = `strokes`; k = 4: 1/2, 1/sqrt2, 1), plus A_hat itself: k strokes
-  5. Multi-stroke fusion: F = sum_k w_k F_k, w = softmax_k(theta (1 - |a - c_k|)), c = k-means(a)
-  6. Colouring with f_s's covariance and mean: f_cs; blend f = alpha f_cs + (1 - alpha) A_c
-  7. y = D(f), clipped to [0, 255]
-  8. region: "all" -> y;  "foreground" -> y where m, D(A_c) (or the content) elsewhere;
-     "background" -> the opposite; m = bilinear_upsample(a) >= mask_threshold.
+  1. f_c = E(x_c)[cut];  f_s = E(x_s)[cut]          (no attention on the style, as AAMS)
+  2. Whitening: C_hat = whiten(f_c);  S_hat = whiten(f_s)
+  3. Attention on the whitened content: A_hat, o = attend(C_hat)
+     (CBAM: A_hat = C_hat + F''; self: the IN + self-attention of training, which on
+     whitened features is AAMS's C_hat * o + C_hat). attention_on="features" instead
+     attends before whitening: A_c, o = attend(f_c), A_hat = whiten(A_c)
+  4. a = attention_map(o) in [0, 1], [h, w]: AAMS's filter and smoothing kernel (zeros for
+     attention="none")
+  5. Multi-scale style swap of A_hat against S_hat resized by beta_i = 2^(-(k-2-i)/2),
+     i = 0..k-2 (k = `strokes`; k = 4: 1/2, 1/sqrt2, 1) and zero-padded (every style
+     position a patch centre), plus A_hat itself: k strokes
+  6. Multi-stroke fusion: F = sum_k w_k F_k, w = softmax_k(theta (1 - |a - c_k|)),
+     c = k-means(a) (80 iterations)
+  7. Blend with the attended content, then colour: f = colour(alpha F + (1 - alpha) A_hat)
+     with f_s's covariance and mean (AAMS's inter_weight, before the colouring)
+  8. y = D(f), clipped to [0, 255]
+  9. region: "all" -> y;  "foreground" -> y where m, D(A_c) (or the content) elsewhere;
+     "background" -> the opposite; m = bilinear_upsample(a) >= mask_threshold, and
+     A_c = attend(f_c) (unwhitened) is what the auto-encoder reconstructs.
 
 Sizes and memory: the content is resized so its longer side is at most `max_size` (800, as
-AAMS) and the style so its longer side is `style_size` (512); both are reflection-padded to a
-multiple of the encoder's downsampling and cropped back. The output has the working size of
-the content. The N^2 parts are bounded, not tiled: the style-swap correlation volume is
-computed in chunks of at most `max_swap_entries` floats (tfstyle.wct), and AAMS
+AAMS), the style so its shorter side is `style_size` (512) and then centre-cropped to at most
+`style_crop` (448) a side, as AAMS's frozen graph; both are reflection-padded to a multiple
+of the encoder's downsampling and cropped back. The output has the working size of the
+content. The N^2 parts are bounded, not tiled: the style-swap correlation volume is
+computed in chunks of at most `max_swap_entries` floats (tfstyle.style.swap), and AAMS
 self-attention in query chunks of at most the model's max_attention_entries. Whitening and
 colouring are C x C (at most 512 x 512).
 """
@@ -39,6 +49,9 @@ from tfstyle.style import fusion, swap, wct
 from tfstyle.style.autoencoder import AttentionAutoencoder, downsampling
 
 REGIONS = ("all", "foreground", "background")
+#: Where the attention module runs at test time: on the whitened content (AAMS) or on the
+#: encoder's features before whitening (ours: independent of the whitening's precision).
+ATTENTION_INPUTS = ("whitened", "features")
 UNSTYLIZED = ("decoded", "original")
 
 
@@ -46,12 +59,25 @@ UNSTYLIZED = ("decoded", "original")
 class StylizeOptions(Config):
     """Settings of one stylization; `python -m tfstyle.stylize` and `python -m
     export.generators` (which bakes them into style-transfer models) have a flag for each."""
-    alpha: float = setting(1.0, "Content/style blend of the features: alpha * stylized + "
-                           "(1 - alpha) * content (0: the content reconstructed).", min=0, max=1)
+    alpha: float = setting(1.0, "AAMS's inter_weight: the fused strokes blended with the "
+                           "attended whitened content before colouring, alpha * fused + "
+                           "(1 - alpha) * content (0: a plain WCT of the content).", min=0,
+                           max=1)
     strokes: int = setting(4, "Multi-stroke fusion levels k: k - 1 style-swap scales (1/2, "
                            "1/sqrt2, 1 for k = 4) plus the content.", min=1)
     patch_size: int = setting(5, "Style-swap patch side (odd).", min=1)
     theta: float = setting(50.0, "Sharpness of the fusion weights.", above=0)
+    attention_on: str = setting("whitened", "Input of the attention module: the whitened "
+                                "content (AAMS) or the encoder's features, whitened after the "
+                                "attention (keeps a LiteRT export, whose whitening is "
+                                "approximate, closer to the reference).",
+                                choices=ATTENTION_INPUTS)
+    smoothing: str = setting("aams", "Smoothing kernel of the attention map: aams (a 3x3 "
+                             "kernel drawn as AAMS draws it, from --smoothing_seed) or box "
+                             "(1/9 everywhere, the expectation of those draws).",
+                             choices=fusion.SMOOTHINGS)
+    smoothing_seed: int = setting(0, "Seed of the AAMS smoothing kernel's draw (AAMS draws "
+                                  "a new one for every image).", min=0)
     region: str = setting("all", "What to stylize: all, foreground (the salient object of the "
                           "attention mask) or background.", choices=REGIONS)
     mask_threshold: float = setting(0.5, "Foreground = upsampled attention map >= this (in "
@@ -61,7 +87,9 @@ class StylizeOptions(Config):
                               choices=UNSTYLIZED)
     max_size: int = setting(800, "Cap on the content's longer side; larger contents are "
                             "downscaled.", min=16)
-    style_size: int = setting(512, "The style's longer side.", min=16)
+    style_size: int = setting(512, "The style's shorter side (AAMS: 512).", min=16)
+    style_crop: int = setting(448, "Centre-crop the resized style to at most this many pixels "
+                              "a side (AAMS: 448 x 448); 0 keeps the whole style.", min=0)
     max_swap_entries: int = setting(swap.DEFAULT_MAX_SWAP_ENTRIES, "Largest chunk of the "
                                     "style-swap correlation volume held at once (floats).",
                                     min=1)
@@ -82,14 +110,28 @@ class StylizeResult:
     centroids: np.ndarray        # float32 [k]
 
 
-def fit_size(shape, longest: int, shrink_only: bool = True) -> tuple[int, int]:
-    """(height, width) with the longer side `longest` (or unchanged if already smaller and
-    shrink_only), aspect kept."""
+def fit_size(shape, longest: int) -> tuple[int, int]:
+    """(height, width) with the longer side at most `longest` (shrunk, aspect kept)."""
     h, w = shape[:2]
     scale = longest / max(h, w)
-    if shrink_only and scale >= 1:
+    if scale >= 1:
         return h, w
     return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def style_input(style: np.ndarray, size: int, crop: int) -> np.ndarray:
+    """The style image as AAMS feeds it (`preprocessing_for_eval`): resized so its shorter
+    side is `size` (the longer one floor(longer * size / shorter)), then the centre
+    min(crop, side) pixels of each side (crop 0: no crop)."""
+    h, w = style.shape[:2]
+    scale = size / min(h, w)
+    nh, nw = (size, max(1, int(w * scale))) if h <= w else (max(1, int(h * scale)), size)
+    style = resize(style, (nh, nw))
+    if crop:
+        ch, cw = min(crop, nh), min(crop, nw)
+        top, left = (nh - ch) // 2, (nw - cw) // 2
+        style = style[top:top + ch, left:left + cw]
+    return style
 
 
 def _pad_to(x: np.ndarray, multiple: int) -> np.ndarray:
@@ -107,9 +149,10 @@ def to_uint8(x) -> np.ndarray:
 
 @dataclass
 class StyleBank:
-    """What one style image contributes to a stylization (steps 3, 4 and 6 for the style):
+    """What one style image contributes to a stylization (steps 2, 5 and 7 for the style):
     its colouring transform E_s diag(d_s^1/2) E_s^T [C, C] and mean mu_s [C], and its
-    whitened feature map resized for each style-swap scale, coarse to fine."""
+    whitened feature map resized for each style-swap scale and zero-padded by
+    patch_size // 2 (`swap.style_pyramid`), coarse to fine."""
 
     colour_transform: tf.Tensor
     mean: tf.Tensor
@@ -127,8 +170,8 @@ def style_bank(style_features, strokes: int = 4, patch_size: int = 5) -> StyleBa
 
 @dataclass
 class StyledFeatures:
-    blended: tf.Tensor     # [h, w, C]: alpha f_cs + (1 - alpha) A_c, the decoder's input
-    content: tf.Tensor     # [h, w, C]: A_c, the attended content features
+    blended: tf.Tensor     # [h, w, C]: colour(alpha F + (1 - alpha) A_hat), the decoder's input
+    content: tf.Tensor     # [h, w, C]: A_c = attend(f_c), what reconstructs the content
     attention: tf.Tensor   # [h, w] in [0, 1]: the attention map (zeros without attention)
     weights: tf.Tensor     # [h, w, k]: fusion weights
     centroids: tf.Tensor   # [k]: k-means centroids of the attention map
@@ -136,23 +179,29 @@ class StyledFeatures:
 
 def stylize_features(model: AttentionAutoencoder, content_features, bank: StyleBank,
                      options: StylizeOptions, whitening: str = "eigh") -> StyledFeatures:
-    """Steps 1-6 of the module docstring for one content's bottleneck features
+    """Steps 2-7 of the module docstring for one content's bottleneck features
     [1, h, w, C], in TensorFlow operations that also trace into a graph (the exported
-    models): attention, whitening (`whitening`: "eigh", or "newton_schulz" for builtin
-    LiteRT operators only), multi-scale style swap, fusion, colouring and the blend."""
+    models), in AAMS's order: whitening (`whitening`: "eigh", or "newton_schulz" for builtin
+    LiteRT operators only), attention on the whitened content, the attention map,
+    multi-scale style swap, fusion, the blend and the colouring."""
     a_c, out_c = model.attend(content_features, training=False)
-    a_c = a_c[0]
-    if out_c is None:
-        attention = tf.zeros(tf.shape(a_c)[:2])
+    if options.attention_on == "whitened":
+        content_hat = wct.whiten(content_features[0], method=whitening)
+        attended, out = model.attend(content_hat[None], training=False)
+        attended = attended[0]
     else:
-        attention = fusion.attention_map(out_c[0])
-    content_hat = wct.whiten(a_c, method=whitening)
-    strokes = swap.swap_strokes(content_hat, bank.pyramid, options.patch_size,
+        attended, out = wct.whiten(a_c[0], method=whitening), out_c
+    if out is None:
+        attention = tf.zeros(tf.shape(attended)[:2])
+    else:
+        kernel = fusion.smoothing_kernel(options.smoothing, options.smoothing_seed)
+        attention = fusion.attention_map(out[0], kernel)
+    strokes = swap.swap_strokes(attended, bank.pyramid, options.patch_size,
                                options.max_swap_entries)
     fused, weights, centroids = fusion.multi_stroke_fusion(strokes, attention, options.theta)
-    f_cs = wct.apply_colouring(fused, bank.colour_transform, bank.mean)
-    blended = options.alpha * f_cs + (1.0 - options.alpha) * a_c
-    return StyledFeatures(blended, a_c, attention, weights, centroids)
+    mixed = options.alpha * fused + (1.0 - options.alpha) * attended
+    blended = wct.apply_colouring(mixed, bank.colour_transform, bank.mean)
+    return StyledFeatures(blended, a_c[0], attention, weights, centroids)
 
 
 def region_composite(stylized, keep, attention, region: str, mask_threshold: float = 0.5):
@@ -183,9 +232,9 @@ class Stylizer:
         return to_uint8(self.model.decode(features[None])[0, :h, :w].numpy())
 
     def bank(self, style: np.ndarray, options: StylizeOptions | None = None) -> StyleBank:
-        """The StyleBank of a style image (RGB uint8), resized to options.style_size."""
+        """The StyleBank of a style image (RGB uint8) prepared by `style_input`."""
         o = options or StylizeOptions()
-        style = resize(style, fit_size(style.shape, o.style_size, shrink_only=False))
+        style = style_input(style, o.style_size, o.style_crop)
         return style_bank(self._bottleneck(style)[0], o.strokes, o.patch_size)
 
     def __call__(self, content: np.ndarray, style, options: StylizeOptions | None = None

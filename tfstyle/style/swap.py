@@ -18,7 +18,10 @@ Style swap (Chen & Schmidt 2016), one scale
 
 Multi-scale swap (AAMS): the whitened style map is resized by beta in 1/2, 1/sqrt2, 1 (coarse
 to fine strokes: a fixed 5x5 patch covers more of a smaller style map), giving k - 1 swapped
-maps; the whitened content itself is the k-th, finest "stroke".
+maps; the (attended, whitened) content itself is the k-th, finest "stroke". As in the AAMS
+code, every style position is a patch centre: `style_pyramid` zero-pads each resized map by
+r = p // 2 (tf.extract_image_patches with SAME padding), and the swap takes the p x p
+windows of the padded maps.
 """
 
 from __future__ import annotations
@@ -141,29 +144,35 @@ def stroke_scales(strokes: int) -> list[float]:
 
 
 def style_pyramid(style, scales: Sequence[float], patch_size: int = 5) -> list[tf.Tensor]:
-    """The style map [Hs, Ws, C] resized (bilinearly) by each beta in `scales`, each side at
-    least p: the maps the content is swapped against, coarse to fine."""
+    """The maps the content is swapped against, coarse to fine: the style map [Hs, Ws, C]
+    resized by each beta in `scales` to (floor(beta Hs), floor(beta Ws)) (at least 1) with
+    AAMS's bilinear resize (TF1: no half-pixel centres), then zero-padded by p // 2 on every
+    side so that its p x p windows are the patches centred on every style position."""
     style = tf.convert_to_tensor(style, tf.float32)
     hs, ws = style.shape[:2]
+    r = int(patch_size) // 2
     out = []
     for beta in scales:
-        size = [max(patch_size, int(round(hs * beta))), max(patch_size, int(round(ws * beta)))]
-        out.append(tf.image.resize(style[None], size, method="bilinear")[0]
-                   if size != [hs, ws] else style)
+        size = [max(1, int(hs * beta)), max(1, int(ws * beta))]
+        resized = style if size == [hs, ws] else tf.raw_ops.ResizeBilinear(
+            images=style[None], size=size, align_corners=False, half_pixel_centers=False)[0]
+        out.append(tf.pad(resized, [[r, r], [r, r], [0, 0]]))
     return out
 
 
 def swap_strokes(content, pyramid: Sequence, patch_size: int = 5,
                  max_entries: int = DEFAULT_MAX_SWAP_ENTRIES) -> list[tf.Tensor]:
-    """Whitened content [Hc, Wc, C] swapped against each map of a `style_pyramid`, followed
-    by the content itself: len(pyramid) + 1 strokes [Hc, Wc, C], coarsest first."""
+    """Whitened content [Hc, Wc, C] swapped against each (zero-padded) map of a
+    `style_pyramid`, followed by the content itself: len(pyramid) + 1 strokes [Hc, Wc, C],
+    coarsest first."""
     content = tf.convert_to_tensor(content, tf.float32)
     return [style_swap(content, s, patch_size, max_entries) for s in pyramid] + [content]
 
 
 def entries(content_shape, style_shape, patch_size: int = 5) -> int:
-    """Size of the full style-swap correlation volume N_content x N_style (for the docs and
-    logs: the chunked implementation never holds more than max_entries of it)."""
+    """Size of the full style-swap correlation volume N_content x N_style patches of a
+    (padded) style map (for the docs and logs: the chunked implementation never holds more
+    than max_entries of it)."""
     hc, wc = content_shape[:2]
     hs, ws = style_shape[:2]
     return hc * wc * max(0, hs - patch_size + 1) * max(0, ws - patch_size + 1)

@@ -1,20 +1,25 @@
 """Training the attention-aware VGG19 auto-encoder (the CBAM seed; AAMS for comparison).
 
-With the frozen encoder E (features phi_l = relu{l}_1, l = 1..depth of the cut), the
-attention module and the decoder D, for a content image x (RGB [0, 255]):
+With the frozen encoder E (VGG19 up to the cut), the attention module and the decoder D, for
+a content image x (RGB [0, 255]):
 
   A, o  = attend(E(x)[cut]);  x_hat = D(A)
   L_con = sum_l mean((phi_l(x_hat) - phi_l(x))^2) + l_p * mean((x_hat - x)^2)
-  L_att = mean(|A|)          (seed eq. 6, ||A_x||_1 with A = f + F'' for CBAM;
-                              AAMS penalises its self-attention output o, so "self" uses o)
+          l in perceptual_layers (AAMS: relu1_1 .. relu4_1 whatever the cut; a layer deeper
+          than the cut comes from a second frozen VGG19, see tfstyle.style.autoencoder)
+  L_att = ||A||_1 = sum over the global batch, height, width and channels of |A|
+          (seed eq. 6 with A = f + F'' for CBAM; AAMS: 6 * tf.norm(o, 1) on its
+          self-attention output o, so "self" uses o); attention_norm=mean takes mean(|A|)
   L_tv  = mean(|x_hat[i+1, j] - x_hat[i, j]|) + mean(|x_hat[i, j+1] - x_hat[i, j]|)
   L     = l_con * L_con + l_att * L_att + l_tv * L_tv
 
-Norms are means over elements (per example, then over the global batch), so the weights do
-not depend on the crop size; the AAMS code uses means for the MSE and TV terms too (its
-attention term is a sum, which is why its 6 is not comparable). For CBAM, f = E(x) >= 0 and
-F'' >= 0, so ||A||_1 = ||f||_1 + ||F''||_1 and, f being frozen, its gradient is that of
-||F''||_1: the term makes the refined features sparse.
+The MSE and TV terms are means over all elements of the global batch, the attention term a
+sum, exactly as the AAMS code reduces them (tf.losses means, tf.norm), so the seed's weights
+keep AAMS's balance of terms: at batch 8 and 256 px crops the attention term is B*h*w*C
+(8.4M at relu3_1, 4.2M at relu4_1, 1M at relu5_1) times what a mean would give. For CBAM,
+f = E(x) >= 0 and F'' >= 0, so ||A||_1 = ||f||_1 + ||F''||_1 and, f being frozen, its
+gradient is that of ||F''||_1: the term makes the refined features sparse (the logged value
+includes the constant ||f||_1).
 
 Defaults are the official AAMS settings, which the seed says it kept: l_con = 1, l_p = 10,
 l_att = 6, l_tv = 10, Adam(lr 1e-4, beta 0.9, 0.99, epsilon 1.0), shorter side 512, random
@@ -42,26 +47,32 @@ import tensorflow as tf
 from absl import logging
 
 from tfstyle.core.config import setting
+from tfstyle.core.files import write_json_atomic
 from tfstyle.core.images import ImageError, read_image, resize, write_image
 from tfstyle.core.training import (
+    MAX_IMAGE_SIZE,
     Checkpoints,
     ConfigMismatchError,
+    FiniteGuard,
     Progress,
     RunSettings,
     StepHooks,
+    checkpoints_on_disk,
     start_run,
     summary_writer,
 )
 from tfstyle.core.vgg import VGGWeightsUnavailableError, imagenet_weights_file
 from tfstyle.style.autoencoder import (
+    AAMS_LOSS_LAYERS,
     ATTENTIONS,
     CUTS,
+    LOSS_LAYERS,
     AttentionAutoencoder,
     downsampling,
     save_autoencoder,
 )
 from tfstyle.style.data import ContentData, builtin_style_image, prepare_content
-from tfstyle.style.losses import autoencoder_losses
+from tfstyle.style.losses import ATTENTION_NORMS, autoencoder_losses
 
 # Settings that shape the checkpoints (or the data order): a resumed run must keep them.
 RESUME_KEYS = ("cut", "attention", "width", "reduction", "vgg_weights", "crop_size",
@@ -94,10 +105,11 @@ class AutoencoderConfig(RunSettings):
     width: float = setting(1.0, "Decoder channel multiplier (1.0: the exact mirror of VGG19; "
                            "smaller only for quick CPU demos).", above=0)
     reduction: int = setting(16, "CBAM channel MLP reduction r.", min=1)
-    load_size: int = setting(512, "Resize the shorter side to this.", min=1)
+    load_size: int = setting(512, "Resize the shorter side to this.", min=1,
+                             max=MAX_IMAGE_SIZE)
     crop_size: int = setting(256, "Random square crop (a multiple of 4/8/16 for "
-                             "relu3_1/4_1/5_1).", min=1)
-    batch_size: int = setting(8, "Images per replica per step.", min=1)
+                             "relu3_1/4_1/5_1).", min=1, max=MAX_IMAGE_SIZE)
+    batch_size: int = setting(8, "Images per replica per step.", min=1, max=1024)
     steps: int = setting(10_000, "Training iterations in total.", min=1)
     lr: float = setting(1e-4, "Adam learning rate.", above=0)
     beta1: float = setting(0.9, "Adam beta_1.", min=0, below=1)
@@ -107,18 +119,28 @@ class AutoencoderConfig(RunSettings):
     l_p: float = setting(10.0, "Weight of the pixel MSE inside L_con.", min=0)
     l_att: float = setting(6.0, "Weight of the attention sparsity L_att.", min=0)
     l_tv: float = setting(10.0, "Weight of the total variation L_tv.", min=0)
+    attention_norm: str = setting("sum", "L_att = sum of |A| over the global batch, height, "
+                                  "width and channels (sum: the seed's ||A||_1, AAMS's "
+                                  "tf.norm) or its mean over elements per image (mean: weights "
+                                  "independent of batch and crop size).",
+                                  choices=ATTENTION_NORMS)
+    perceptual_layers: tuple = setting(AAMS_LOSS_LAYERS, "VGG19 layers of the perceptual "
+                                       "loss (AAMS: relu1_1..relu4_1 whatever the cut; deeper "
+                                       "than the cut costs a second frozen VGG19).",
+                                       choices=LOSS_LAYERS)
     sample_content: str = setting("", "Content image of the final stylized example ('' or "
                                   "builtin: a training image).")
     sample_style: str = setting("builtin", "Style image of the final example: a path, "
                                 "'builtin' (a drawn stroke pattern) or '' for no example.")
     sample_size: int = setting(512, "Longer side of the final example's content and style.",
-                               min=1)
+                               min=1, max=MAX_IMAGE_SIZE)
 
     def validate(self):
         self.need(self.vgg_weights in VGG_WEIGHT_CHOICES
                   or Path(self.vgg_weights).expanduser().is_file(), "vgg_weights",
                   f"must be one of {', '.join(VGG_WEIGHT_CHOICES)} or an existing .h5/.keras "
                   "VGG19 weights file (file not found)")
+        self.need(self.perceptual_layers, "perceptual_layers", "name at least one layer")
         step = downsampling(self.cut)
         self.need(self.crop_size % step == 0, "crop_size",
                   f"must be a multiple of {step} (the {self.cut} encoder downsamples by {step})")
@@ -143,7 +165,8 @@ class AutoencoderTrainer:
         keras.utils.set_random_seed(c.seed)
         with strategy.scope():
             self.model = AttentionAutoencoder(c.cut, c.attention, encoder_weights=encoder_weights,
-                                              width=c.width, reduction=c.reduction)
+                                              width=c.width, reduction=c.reduction,
+                                              loss_layers=c.perceptual_layers)
             self.variables = self.model.trainable_weights
             self.optimizer = keras.optimizers.Adam(c.lr, beta_1=c.beta1, beta_2=c.beta2,
                                                    epsilon=c.adam_epsilon)
@@ -162,7 +185,8 @@ class AutoencoderTrainer:
     def _gradients(self, x):
         c = self.config
         with tf.GradientTape() as tape:
-            terms = autoencoder_losses(self.model, x, c.l_p, training=True)
+            terms = autoencoder_losses(self.model, x, c.l_p, training=True,
+                                       attention_norm=c.attention_norm)
             per_example = (c.l_con * terms["L_con"] + c.l_att * terms["attention"]
                            + c.l_tv * terms["tv"])
             total = self._mean(per_example)
@@ -211,14 +235,14 @@ def _warn_random():
 def _check_encoder(model_dir: Path, used: str):
     """A resumed run must use the VGG weights its checkpoints were trained with."""
     path = model_dir / "encoder.json"
-    if path.is_file():
+    if path.is_file() and checkpoints_on_disk(model_dir / "checkpoints"):
         before = json.loads(path.read_text())["vgg_weights"]
         if before != used:
             raise ConfigMismatchError(
                 f"{model_dir} holds checkpoints trained with VGG19 weights {before!r}, this run "
                 f"has {used!r} (--vgg_weights). Use another --model_dir or the same weights.")
     else:
-        path.write_text(json.dumps({"vgg_weights": used}))
+        write_json_atomic(path, {"vgg_weights": used})
 
 
 def _image_grid(model: AttentionAutoencoder, x):
@@ -271,19 +295,19 @@ def write_samples(model: AttentionAutoencoder, out_dir: Path, content: np.ndarra
 
 def _sample_inputs(config: AutoencoderConfig, files: list[Path]):
     if config.sample_content and config.sample_content != "builtin":
-        content = read_image(config.sample_content)
+        content = read_image(config.sample_content, config)
     else:
         test = Path(config.model_dir) / "synthetic_data" / "testA"
         candidates = sorted(test.glob("*.png")) if config.content_dir == "synthetic" else []
         content = None
         for path in (candidates or files)[:20]:
             try:
-                content = read_image(path)
+                content = read_image(path, config)
                 break
             except ImageError:
                 continue
     if config.sample_style and config.sample_style != "builtin":
-        style = read_image(config.sample_style)
+        style = read_image(config.sample_style, config)
     else:
         style = builtin_style_image(max(64, min(config.sample_size, 256)), config.seed)
     return content, style
@@ -298,9 +322,9 @@ def train(config: AutoencoderConfig, strategy: tf.distribute.Strategy | None = N
     tfstyle.attention_models) and samples/ (a stylized example when sample_style is set).
     """
     c = config
+    files = prepare_content(c.content_dir, c.model_dir, c.seed)  # before writing model_dir
     strategy, chief, model_dir = start_run(c, RESUME_KEYS, flags_text, strategy)
-    files = prepare_content(c.content_dir, c.model_dir, c.seed)
-    data = ContentData(files, c.load_size, c.crop_size, c.seed)
+    data = ContentData(files, c.load_size, c.crop_size, c.seed, limits=c)
     trainer, vgg_used = build_trainer(c, strategy)
     if vgg_used == "random":
         _warn_random()
@@ -311,12 +335,16 @@ def train(config: AutoencoderConfig, strategy: tf.distribute.Strategy | None = N
     logging.info("%d content images; %d steps per epoch of global batch %d; %d steps in all",
                  len(data), steps_per_epoch, trainer.global_batch, c.steps)
 
-    checkpoints = Checkpoints(trainer.checkpoint, model_dir / "checkpoints", chief,
-                              c.keep_checkpoints)
-    resumed = checkpoints.restore()
-    writer = summary_writer(model_dir, chief)
     grid_batch = tf.constant(np.stack([data.load(i, (0.5, 0.5)) for i in range(min(4, len(data)))]),
                              tf.float32)
+    # Nothing non-finite is written: checkpoints (and so the auto-encoder, written after the
+    # last one) need finite weights and finite losses of these weights on the grid batch.
+    guard = FiniteGuard(trainer.variables + trainer.optimizer.variables,
+                        tf.function(lambda: trainer._gradients(grid_batch)[1]))
+    checkpoints = Checkpoints(trainer.checkpoint, model_dir / "checkpoints", chief,
+                              c.keep_checkpoints, guard)
+    resumed = checkpoints.restore()
+    writer = summary_writer(model_dir, chief)
     grid = tf.function(lambda x: _image_grid(model, x))
 
     step = int(trainer.step.numpy())
