@@ -32,6 +32,7 @@ from tfstyle.core.training import (
     checkpoints_on_disk,
     write_run_config,
 )
+from tfstyle.core.keras_files import ModelFileError
 from tfstyle.cyclegan import data as cyclegan_data
 from tfstyle.cyclegan import generators, translator
 from tfstyle.cyclegan.data import load_domain
@@ -293,7 +294,7 @@ def test_truncated_generator_file_is_called_damaged(model_dir, tmp_path):
     (broken / "generators").mkdir(parents=True)
     data = (model_dir / "generators" / "AtoB.keras").read_bytes()
     (broken / "generators" / "AtoB.keras").write_bytes(data[:len(data) // 2])
-    with pytest.raises(generators.ModelFileError, match="AtoB.keras: damaged"):
+    with pytest.raises(ModelFileError, match="AtoB.keras: damaged"):
         generators.load_generator(broken, "AtoB")
     save_rgb(tmp_path / "a.png", 8, 8)
     result = cli("tfstyle.translate", f"--model_dir={broken}", f"--out_dir={tmp_path / 'o'}",
@@ -305,6 +306,25 @@ def test_truncated_generator_file_is_called_damaged(model_dir, tmp_path):
 # --------------------------------------------------------------------------------------------
 # Checkpoints: damaged state files, non-finite weights
 # --------------------------------------------------------------------------------------------
+
+
+def test_truncated_autoencoder_file_is_called_damaged(tmp_path):
+    import shutil
+
+    from tfstyle.style.autoencoder import load_autoencoder
+    old = Path(__file__).parent / "data" / "layout_v0_1" / "autoencoder"
+    run = shutil.copytree(old, tmp_path / "run")
+    path = run / "autoencoder" / "autoencoder.keras"
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(ModelFileError, match="autoencoder.keras: damaged"):
+        load_autoencoder(run)
+    result = subprocess.run(
+        [sys.executable, "-m", "tfstyle.stylize", f"--model_dir={run}",
+         f"--content={old.parent / 'README.md'}", f"--style={old.parent / 'README.md'}",
+         f"--out={tmp_path / 'out.png'}"], capture_output=True, text=True,
+        cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 2 and "damaged" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def _saved_run(directory, steps=(2, 4, 6)):

@@ -61,6 +61,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     options, _ = from_flags(ReportOptions)
     dataroot = _dataroot(options)
+    from tfstyle.core.keras_files import ModelFileError
     from tfstyle.evaluation.inception import (  # TensorFlow: after the cheap checks
         InceptionWeightsMismatchError,
         InceptionWeightsUnavailableError,
@@ -74,6 +75,9 @@ def main(argv):
         return 2
     except report.ReportError as err:
         raise app.UsageError(str(err)) from err
+    except (FileNotFoundError, ModelFileError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except InceptionWeightsMismatchError as err:
         raise app.UsageError(f"--inception_weights={options.inception_weights}: {err}") from err
     print(report.format_table(result))

@@ -43,6 +43,7 @@ def main(argv):
         raise app.UsageError(f"--out={FLAGS.out}: give a file name with an image suffix (.png)")
 
     from tfstyle.core.images import ImageError, read_image, write_image
+    from tfstyle.core.keras_files import ModelFileError
     from tfstyle.style.autoencoder import load_autoencoder
     from tfstyle.style.stylizer import Stylizer, attention_image
 
@@ -50,7 +51,7 @@ def main(argv):
         model, info = load_autoencoder(FLAGS.model_dir)
         content, style = read_image(FLAGS.content), read_image(FLAGS.style)
         result = Stylizer(model)(content, style, options)
-    except (FileNotFoundError, ImageError) as err:
+    except (FileNotFoundError, ImageError, ModelFileError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except ValueError as err:

@@ -56,7 +56,8 @@ def main(argv):
         files = [f for p in inputs for f in (list_images(p) if p.is_dir() else [p])]
     except OSError as err:
         return fail(f"cannot list the inputs: {err}")
-    from tfstyle.cyclegan.generators import ModelFileError, load_generator
+    from tfstyle.core.keras_files import ModelFileError
+    from tfstyle.cyclegan.generators import load_generator
     from tfstyle.cyclegan.translator import Translator, translate_files
     try:
         translator = Translator(load_generator(FLAGS.model_dir, FLAGS.direction),

@@ -12,20 +12,16 @@ A trained model directory holds its final generators as Keras files:
 from __future__ import annotations
 
 import json
-import zipfile
 from pathlib import Path
 
 import keras
 import numpy as np
 
 from tfstyle.core.files import atomic_path, write_json_atomic
+from tfstyle.core.keras_files import load_keras_file
 from tfstyle.cyclegan import networks  # noqa: F401  (registers the layers for loading)
 
 DIRECTIONS = ("AtoB", "BtoA")
-
-
-class ModelFileError(ValueError):
-    """A generator file that exists but cannot be loaded; the message names the file."""
 
 
 def generators_dir(model_dir) -> Path:
@@ -72,17 +68,6 @@ def load_generator(model_dir, direction: str) -> keras.Model:
     """The trained generator for `direction` ('AtoB' or 'BtoA') from `model_dir`."""
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
-    path = generators_dir(model_dir) / f"{direction}.keras"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} not found: {model_dir} holds no trained {direction} generator "
-            "(train with python -m train.cyclegan --model_dir=...)")
-    if not zipfile.is_zipfile(path):  # Keras would call it "file not found"
-        raise ModelFileError(f"{path}: damaged (not a complete .keras zip file); train again "
-                             "or copy the model directory anew")
-    try:
-        return keras.models.load_model(path)
-    except Exception as err:  # any reason the file cannot be loaded
-        raise ModelFileError(f"{path}: damaged or not a tfstyle generator "
-                             f"({str(err).splitlines()[0] if str(err) else type(err).__name__})"
-                             ) from err
+    return load_keras_file(generators_dir(model_dir) / f"{direction}.keras",
+                           f"trained {direction} generator",
+                           "train with python -m train.cyclegan --model_dir=...")

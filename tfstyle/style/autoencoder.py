@@ -42,6 +42,7 @@ import numpy as np
 from keras import ops
 
 from tfstyle.core.files import atomic_path, write_json_atomic
+from tfstyle.core.keras_files import load_keras_file
 from tfstyle.core.layers import NearestUpsampling2D, ReflectionPadding2D, register
 from tfstyle.core.vgg import (
     VGG19_CHANNELS,
@@ -387,10 +388,9 @@ def load_autoencoder(model_dir) -> tuple[AttentionAutoencoder, dict]:
     """(model, info) from MODEL_DIR/autoencoder/; FileNotFoundError naming what is missing."""
     folder = autoencoder_dir(model_dir)
     path, info_path = folder / "autoencoder.keras", folder / "info.json"
-    for p in (path, info_path):
-        if not p.is_file():
-            raise FileNotFoundError(
-                f"{p} not found: {model_dir} holds no trained attention auto-encoder "
-                "(train one with python -m train.autoencoder --model_dir=...)")
-    model = keras.models.load_model(path, compile=False)
+    remedy = "train one with python -m train.autoencoder --model_dir=..."
+    if not info_path.is_file():
+        raise FileNotFoundError(f"{info_path} not found: {model_dir} holds no trained attention "
+                                f"auto-encoder ({remedy})")
+    model = load_keras_file(path, "a trained attention auto-encoder", remedy)
     return model, json.loads(info_path.read_text())
