@@ -15,6 +15,7 @@ from pathlib import Path
 from absl import app, flags
 
 from tfstyle.core.config import define_flags, from_flags
+from tfstyle.core.images import ImageLimits
 from tfstyle.style.stylizer import StylizeOptions
 
 FLAGS = flags.FLAGS
@@ -25,6 +26,7 @@ flags.DEFINE_string("content", None, "Content image (any format Pillow reads).")
 flags.DEFINE_string("style", None, "Style image.")
 flags.DEFINE_string("out", None, "Output image (.png, .jpg, ...).")
 define_flags(StylizeOptions)
+define_flags(ImageLimits)
 flags.DEFINE_boolean("save_attention", False,
                      "Also write the attention map as OUT_attention.png (and OUT_mask.png).")
 
@@ -35,6 +37,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     options, _ = from_flags(StylizeOptions)
+    limits, _ = from_flags(ImageLimits)
     for flag in ("content", "style"):
         if not Path(FLAGS[flag].value).is_file():
             raise app.UsageError(f"--{flag}={FLAGS[flag].value}: file not found")
@@ -49,7 +52,7 @@ def main(argv):
 
     try:
         model, info = load_autoencoder(FLAGS.model_dir)
-        content, style = read_image(FLAGS.content), read_image(FLAGS.style)
+        content, style = read_image(FLAGS.content, limits), read_image(FLAGS.style, limits)
         result = Stylizer(model)(content, style, options)
     except (FileNotFoundError, ImageError, ModelFileError) as err:
         print(f"error: {err}", file=sys.stderr)

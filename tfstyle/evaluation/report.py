@@ -41,7 +41,8 @@ from absl import logging
 
 from tfstyle.core.config import Config, setting
 from tfstyle.core.files import write_text_atomic
-from tfstyle.core.images import ImageError, list_images, read_image, resize, write_image
+from tfstyle.core.images import (ImageError, ImageLimits, list_images, read_image, resize,
+                                 write_image)
 from tfstyle.evaluation import metrics
 from tfstyle.evaluation.studies import MANIFEST
 from tfstyle.evaluation.training_logs import plot_losses, read_scalars
@@ -57,8 +58,9 @@ class ReportError(ValueError):
 
 
 @dataclass
-class ReportOptions(Config):
-    """Settings of an evaluation report; `python -m tfstyle.evaluate` has a flag for each."""
+class ReportOptions(ImageLimits):
+    """Settings of an evaluation report; `python -m tfstyle.evaluate` has a flag for each
+    (with the image limits of every image it reads)."""
     inception_weights: str = setting(
         "imagenet", "InceptionV3 weights: 'imagenet' (Keras cache or download), a local file "
         "(.h5 / .weights.h5 / .keras), or 'random' (smoke tests only).")
@@ -148,9 +150,11 @@ class ImageSet:
         return dict(zip(self.stems, self.images))
 
 
-def read_folder(folder, size: int, limit: int | None = None) -> ImageSet:
+def read_folder(folder, size: int, limit: int | None = None,
+                limits: ImageLimits | None = None) -> ImageSet:
     """Readable images of `folder` resized to size x size (size 0: as they are). With `limit`,
-    at most that many files, evenly spaced over the sorted list."""
+    at most that many files, evenly spaced over the sorted list; files over `limits` (see
+    read_image) are skipped like unreadable ones."""
     folder = Path(folder)
     files = list_images(folder)
     if limit is not None and len(files) > limit:
@@ -162,7 +166,7 @@ def read_folder(folder, size: int, limit: int | None = None) -> ImageSet:
             out.skipped.append(f"{path}: another file with stem {path.stem!r} comes first")
             continue
         try:
-            image = read_image(path)
+            image = read_image(path, limits)
         except ImageError as err:
             out.skipped.append(str(err))
             continue
@@ -305,10 +309,10 @@ def build_report(model_dirs: Sequence, dataroot, out_dir,
     feature_description = feature_description or getattr(features, "__name__", str(features))
 
     # ---- images
-    sets = {("test", d): read_folder(root / f"test{d}", size) for d in "AB"}
+    sets = {("test", d): read_folder(root / f"test{d}", size, limits=options) for d in "AB"}
     for d in "AB":
         folder = root / f"train{d}"
-        sets[("train", d)] = (read_folder(folder, size, num_train)
+        sets[("train", d)] = (read_folder(folder, size, num_train, options)
                               if num_train and folder.is_dir() else ImageSet(folder))
     skipped = [m for s in sets.values() for m in s.skipped]
     for d in "AB":

@@ -69,7 +69,7 @@ class ImageProvider(Protocol):
 def decode_image(path, min_side: int = 16) -> np.ndarray | None:
     """Decodes an image file to ``[H, W, 3]`` uint8 RGB, or None if it is not a usable image.
 
-    Decoding is :func:`tfstyle.images.read_image` (EXIF orientation, alpha on white, first
+    Decoding is :func:`tfstyle.core.images.read_image` (EXIF orientation, alpha on white, first
     frame of animations, 16-bit scaled down).  Files it cannot read, decompression bombs and
     images with a side below ``min_side`` give None.
     """
