@@ -23,6 +23,7 @@ OPTIONS = {
     "cut": {"model": "cut"},
     "fastcut": {"model": "cut", "nce_idt": False, "lambda_nce": 10.0},
     "resize+residual": {"upsample": "resize", "residual": True},
+    "cut+resize": {"model": "cut", "upsample": "resize"},
 }
 
 
