@@ -108,6 +108,11 @@ def _write_and_check(plan: list[tuple[ExportFormat, Candidate]], options: Export
             reason = ("its output holds NaN or inf" if value is None else
                       f"PSNR {value:.2f} dB against the {model} is below "
                       f"{candidate.threshold:g} dB")
+            if (target.kind == "stylizer" and fmt.kind == "tflite"
+                    and options.stylize.attention_on == "whitened"):
+                reason += (" (LiteRT whitens by Newton-Schulz iterations, whose small error the "
+                           "attention on whitened features turns into other fusion weights: "
+                           "export with --attention_on=features, see docs/export.md)")
         entry = candidate.entry
         entry.update(status="refused" if reason else "ok", threshold_db=candidate.threshold)
         if reason:
