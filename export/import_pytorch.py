@@ -20,24 +20,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 from absl import app  # noqa: E402
 
-from tfstyle.core.config import define_flags, from_flags  # noqa: E402
+from tfstyle.core.config import define_flags, run_job  # noqa: E402
 from tfstyle.cyclegan.pytorch_import import ImportSettings  # noqa: E402
 
 define_flags(ImportSettings)
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    settings, _ = from_flags(ImportSettings)
     from tfstyle.cyclegan.pth_reader import PthError
     from tfstyle.cyclegan.pytorch_import import PytorchImportError, import_pytorch
-
-    try:
-        summary = import_pytorch(settings)
-    except (PthError, PytorchImportError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    settings, summary = run_job(argv, ImportSettings, lambda s, _: import_pytorch(s),
+                                (PthError, PytorchImportError))
     for name, record in summary["imported"].items():
         layout = (f"ngf {record['ngf']}, {record['n_blocks']} residual blocks" if "ngf" in record
                   else f"ndf {record['ndf']}, {record['n_layers']} layers")

@@ -351,7 +351,7 @@ def test_cli_errors_are_one_line_and_write_nothing(tmp_path):
              ((f"--model_dir={out}",), "--pth")]
     for args, message in cases:
         result = run_cli(*args)
-        assert result.returncode == 1, (args, result.stdout, result.stderr)
+        assert result.returncode != 0, (args, result.stdout, result.stderr)
         assert "Traceback" not in result.stderr, result.stderr
         errors = [line for line in result.stderr.splitlines()
                   if line.startswith(("error:", "FATAL"))]

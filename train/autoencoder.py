@@ -13,24 +13,18 @@ import sys
 
 from absl import app, logging
 
-from tfstyle.core.config import define_flags, from_flags
+from tfstyle.core.config import define_flags, run_job
 from tfstyle.style.trainer import AutoencoderConfig
 
 define_flags(AutoencoderConfig)
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    config, flags_text = from_flags(AutoencoderConfig)
     from tfstyle.core.training import RUN_ERRORS
     from tfstyle.core.vgg import VGGWeightsUnavailableError
     from tfstyle.style.trainer import train
-    try:
-        summary = train(config, flags_text=flags_text)
-    except (VGGWeightsUnavailableError, FileNotFoundError, *RUN_ERRORS) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    config, summary = run_job(argv, AutoencoderConfig, lambda c, text: train(c, flags_text=text),
+                              (VGGWeightsUnavailableError, FileNotFoundError, *RUN_ERRORS))
     logging.info("done: %s", summary)
     print(f"\nTrained {summary['steps']} steps on {summary['images']} content images in "
           f"{summary['seconds']:.0f} s ({len(summary['skipped'])} unreadable files skipped); "

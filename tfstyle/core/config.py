@@ -190,3 +190,19 @@ def flagfile_text(config) -> str:
             value = ",".join(map(str, value))
         lines.append(f"--{field.name}={value}\n")
     return "".join(lines)
+
+
+def run_job(argv, config_cls, job, errors=()):
+    """What an entry point's main does before printing its summary: refuse positional
+    arguments, build `config_cls` from the flags (see from_flags), and return `(config,
+    job(config, flags_text))`. An exception of the types in `errors` (the user's mistakes:
+    data, files, settings) becomes one line `error: ...` on stderr and exit status 2."""
+    from absl import app
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    config, flags_text = from_flags(config_cls)
+    try:
+        return config, job(config, flags_text)
+    except tuple(errors) as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -174,16 +174,22 @@ def _generator_plan(generator) -> Plan:
     return Plan(pairs, norms)
 
 
+def _network_from_state_dict(tensors: dict, source: str, layout, make, plan, what: str):
+    """The Keras network `make(*layout(...))` holding a state dict's weights (see _assign)."""
+    tensors = _strip_data_parallel(tensors)
+    network = make(*layout(tensors, source))
+    network.build((None, None, None, 3))
+    _assign(tensors, plan(network), source, what)
+    return network
+
+
 def generator_from_state_dict(tensors: dict, source: str):
     """The Keras ResnetGenerator holding an official generator state dict's weights."""
-    tensors = _strip_data_parallel(tensors)
-    ngf, n_blocks = generator_layout(tensors, source)
     from tfstyle.cyclegan.networks import ResnetGenerator
-
-    generator = ResnetGenerator(ngf=ngf, n_blocks=n_blocks)
-    generator.build((None, None, None, 3))
-    _assign(tensors, _generator_plan(generator), source, "generator")
-    return generator
+    return _network_from_state_dict(
+        tensors, source, generator_layout,
+        lambda ngf, n_blocks: ResnetGenerator(ngf=ngf, n_blocks=n_blocks), _generator_plan,
+        "generator")
 
 
 # -- discriminators -----------------------------------------------------------------------
@@ -216,14 +222,11 @@ def _discriminator_plan(discriminator) -> Plan:
 
 def discriminator_from_state_dict(tensors: dict, source: str):
     """The Keras PatchDiscriminator holding an official discriminator's weights."""
-    tensors = _strip_data_parallel(tensors)
-    ndf, n_layers = discriminator_layout(tensors, source)
     from tfstyle.cyclegan.networks import PatchDiscriminator
-
-    discriminator = PatchDiscriminator(ndf=ndf, n_layers=n_layers)
-    discriminator.build((None, None, None, 3))
-    _assign(tensors, _discriminator_plan(discriminator), source, "discriminator")
-    return discriminator
+    return _network_from_state_dict(
+        tensors, source, discriminator_layout,
+        lambda ndf, n_layers: PatchDiscriminator(ndf=ndf, n_layers=n_layers),
+        _discriminator_plan, "discriminator")
 
 
 # -- checking and assigning ---------------------------------------------------------------
