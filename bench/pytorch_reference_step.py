@@ -8,16 +8,24 @@ mirror zenml-io/pytorch-CycleGAN-and-pix2pix); nothing of it is copied here. It 
 reference's CycleGANModel with its own option parser and times `optimize_parameters()` (G and F
 update, image pools, D update: the same work as one tfstyle step) on random [-1, 1] batches,
 after warm-up steps, reporting the median wall-clock and CPU seconds per iteration. CPU time
-per step of a single-threaded run does not depend on other load on the machine.
+per step of a single-threaded run does not depend on other load on the machine to first order.
+The reference's `data` package (it needs torchvision) is not used: the batches are fed here.
+
+With --serve it is a worker of `bench/cyclegan_step.py --reference_dir=...`, which interleaves
+rounds of it with rounds of ours: after building and warming up it prints one JSON line
+{"ready": ...}; then each line `STEPS N` on stdin runs N steps and prints
+{"wall": [...], "cpu": [...]}, and `QUIT` (or the end of stdin) ends it.
 """
 
 import argparse
+import json
 import os
 import sys
 import time
+import types
 
 
-def main():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reference_dir", required=True)
     parser.add_argument("--size", type=int, default=64)
@@ -27,34 +35,82 @@ def main():
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
-    args = parser.parse_args()
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--serve", action="store_true", help="worker mode (see above)")
+    return parser.parse_args(argv)
+
+
+def build(args):
+    """The reference's CycleGANModel and a function running one optimize_parameters()."""
     if not os.path.isfile(os.path.join(args.reference_dir, "models", "cycle_gan_model.py")):
-        sys.exit(f"--reference_dir={args.reference_dir}: not a pytorch-CycleGAN-and-pix2pix checkout")
+        sys.exit(f"--reference_dir={args.reference_dir}: not a pytorch-CycleGAN-and-pix2pix "
+                 "checkout (no models/cycle_gan_model.py)")
     import torch
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("--device=cuda: this PyTorch sees no CUDA device")
     sys.path.insert(0, args.reference_dir)
     sys.argv = [sys.argv[0], "--dataroot", ".", "--name", "bench", "--model", "cycle_gan",
                 "--ngf", str(args.ngf), "--ndf", str(args.ndf),
                 "--netG", f"resnet_{args.n_blocks}blocks", "--load_size", str(args.size),
-                "--crop_size", str(args.size), "--gpu_ids", "-1", "--display_id", "0",
+                "--crop_size", str(args.size), "--gpu_ids", "0" if args.device == "cuda" else "-1",
+                "--display_id", "0",
                 "--checkpoints_dir", os.path.join("/tmp", "tfstyle-bench-reference")]
+    # The option parser asks the reference's `data` package for the dataset's options; that
+    # package imports torchvision, which this benchmark does without (it feeds the batches).
+    stub = types.ModuleType("data")
+    stub.get_option_setter = lambda name: (lambda parser, is_train: parser)
+    sys.modules["data"] = stub
     from models import create_model  # the reference's
     from options.train_options import TrainOptions  # the reference's
     opt = TrainOptions().parse()
     model = create_model(opt)
     model.setup(opt)
-    walls, cpus = [], []
-    for i in range(args.warmup + args.steps):
+    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
+
+    def step():
         batch = {"A": torch.rand(1, 3, args.size, args.size) * 2 - 1,
                  "B": torch.rand(1, 3, args.size, args.size) * 2 - 1,
                  "A_paths": ["a"], "B_paths": ["b"]}
-        wall, cpu = time.perf_counter(), time.process_time()
         model.set_input(batch)
         model.optimize_parameters()
-        if i >= args.warmup:
-            walls.append(time.perf_counter() - wall)
-            cpus.append(time.process_time() - cpu)
+        sync()
+
+    return torch, step
+
+
+def timed(step, n):
+    walls, cpus = [], []
+    for _ in range(n):
+        wall, cpu = time.perf_counter(), time.process_time()
+        step()
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return walls, cpus
+
+
+def serve(step, info):
+    """The worker protocol of bench/cyclegan_step.py (see the module docstring)."""
+    print(json.dumps({"ready": info}), flush=True)
+    for line in sys.stdin:
+        words = line.split()
+        if not words or words[0] == "QUIT":
+            break
+        walls, cpus = timed(step, int(words[1]))
+        print(json.dumps({"wall": walls, "cpu": cpus}), flush=True)
+
+
+def main():
+    args = parse_args()
+    torch, step = build(args)
+    for _ in range(args.warmup):
+        step()
+    info = f"PyTorch {torch.__version__} reference, {torch.get_num_threads()} threads"
+    if args.serve:
+        serve(step, info)
+        return
+    walls, cpus = timed(step, args.steps)
     median = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
     print(f"| PyTorch {torch.__version__} reference | {args.size} | {torch.get_num_threads()} "
           f"| {median(walls):.3f} | {median(cpus):.3f} |")

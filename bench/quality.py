@@ -4,6 +4,8 @@ official recipe, each option of the better recipe, and the recommended recipe.
     python bench/quality.py --runs=reference,official,resize,cut,recipe --seeds=1,2,3 \
         --reference_dir=/tmp/pytorch-CycleGAN-and-pix2pix --out=/tmp/tfstyle-quality
 
+(docs/quality.md has the results and the reading.)
+
 The task (`tfstyle.evaluation.known_truth`): domain A is 40 px tiles of the photos that
 scikit-image and matplotlib ship, domain B other tiles with a fixed film-like look, and the
 truth of a translated test tile is the look applied to it. Every run trains from scratch on
@@ -18,7 +20,8 @@ machine is shared).
 Runs (tfstyle runs go through tfstyle.cyclegan.trainer.train, the code behind
 train.cyclegan): `reference` the official PyTorch CycleGAN (needs torch and --reference_dir;
 see bench/quality_reference.py); `official` tfstyle with the official settings; the options
-one at a time on top of official (OPTIONS below); `recipe` configs/recommended.flags (its
+on top of official, alone or together (OPTIONS in bench/quality_runs.py, e.g. `resize`,
+`cut`, `resize+residual`); `recipe` configs/recommended.flags (its
 settings other than the sizes, which come from --preset). The CPU preset: ngf = ndf = 32,
 6 blocks, 32 px crops of the 40 px tiles, batch 1, 3 + 2 epochs of 96 iterations (480); the
 GPU preset: ngf = ndf = 64, 9 blocks, 128 px crops of 144 px tiles, 100 + 100 epochs.
@@ -50,7 +53,8 @@ flags.DEFINE_list("seeds", ["1", "2", "3"], "Seeds; each run is trained once per
 flags.DEFINE_enum("preset", "cpu", list(PRESETS), "Sizes: cpu (this machine) or gpu.")
 flags.DEFINE_list("schedule", [], "EPOCHS,DECAY_EPOCHS instead of the preset's.")
 flags.DEFINE_string("out", os.path.join(tempfile.gettempdir(), "tfstyle-quality"),
-                    "Output folder: task/, runs/, grids/, results.json, table.md.")
+                    "Output folder: task_PRESET/, runs/RUN_sSEED/result.json, "
+                    "grids/, table.md.")
 flags.DEFINE_string("recipe", str(REPO / "configs" / "recommended.flags"),
                     "Flagfile of the recipe run.")
 flags.DEFINE_string("reference_dir", None, "Checkout of the official PyTorch CycleGAN.")
@@ -123,7 +127,8 @@ def one_run(name, seed, root, out, preset, tag):
 
 def _load() -> str:
     """The load averages from `uptime` (the machine is shared)."""
-    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    return subprocess.run(["uptime"], capture_output=True, text=True,
+                          check=False).stdout.strip()
 
 
 def table(results) -> str:
@@ -131,8 +136,8 @@ def table(results) -> str:
     groups: dict[str, list] = {}
     for r in results:
         groups.setdefault(r["run"], []).append(r)
-    lines = ["| run | seeds | iterations | closed gap (mean ± sd) | per seed | PSNR dB | SSIM "
-             "| CPU s/iteration |", "|---|---:|---:|---:|---|---:|---:|---:|"]
+    lines = [("| run | seeds | iterations | closed gap (mean ± sd) | per seed | PSNR dB "
+              "| SSIM | CPU s/iteration |"), "|---|---:|---:|---:|---|---:|---:|---:|"]
     sd = lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0  # noqa: E731
     for tag, rs in groups.items():
         rs = sorted(rs, key=lambda r: r["seed"])

@@ -14,7 +14,7 @@ PRESETS = {
 # Settings the preset owns; a recipe's flagfile keeps the rest.
 SIZE_KEYS = ("ngf", "ndf", "n_blocks", "load_size", "crop_size", "epochs", "decay_epochs",
              "dataroot", "model_dir", "num_samples", "max_steps")
-# Each option alone on top of the official settings.
+# The options alone on top of the official settings, and some combinations.
 OPTIONS = {
     "official": {},
     "resize": {"upsample": "resize"},
@@ -24,6 +24,9 @@ OPTIONS = {
     "fastcut": {"model": "cut", "nce_idt": False, "lambda_nce": 10.0},
     "resize+residual": {"upsample": "resize", "residual": True},
     "cut+resize": {"model": "cut", "upsample": "resize"},
+    "cut+resize+residual": {"model": "cut", "upsample": "resize", "residual": True},
+    "cut+resize+residual+ttur": {"model": "cut", "upsample": "resize", "residual": True,
+                                 "lr": 1e-4, "lr_d": 4e-4},
 }
 
 

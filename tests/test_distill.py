@@ -155,3 +155,40 @@ def test_cli_refuses_a_missing_teacher_in_one_line_and_writes_nothing(tmp_path):
     errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "--teacher=" in errors[0] and "AtoB" in errors[0]
     assert "Traceback" not in run.stderr and not (tmp_path / "out").exists()
+
+
+MIRRORED_CHECK = """
+import json, sys
+import tensorflow as tf
+from tfstyle.core.distribute import split_cpu
+split_cpu(2)
+from tfstyle.cyclegan import distill
+teacher, out = sys.argv[1], sys.argv[2]
+runs = {"one": (4, tf.distribute.OneDeviceStrategy("/cpu:0")),
+        "mirrored": (2, tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))}
+for name, (batch, strategy) in runs.items():
+    config = distill.DistillConfig(
+        teacher=teacher, model_dir=f"{out}/{name}", direction="both", ngf=4, n_blocks=2, ndf=8,
+        n_layers_d=2, load_size=36, crop_size=32, batch_size=batch, max_steps=1,
+        num_samples=0, jit_compile=False)
+    summary = distill.train(config, strategy)
+    print(json.dumps({name: [summary["losses"], summary["heldout"]]}))
+"""
+
+
+def test_mirrored_replicas_follow_the_one_device_run(teacher, tmp_path):
+    """Two replicas of batch 2 (logical CPUs) take the one-device step of batch 4."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    run = subprocess.run([sys.executable, "-c", MIRRORED_CHECK, str(teacher), str(tmp_path)],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+                         check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = {}
+    for line in run.stdout.splitlines():
+        if line.startswith("{"):
+            results.update(json.loads(line))
+    (one_losses, one_heldout), (losses_, heldout) = results["one"], results["mirrored"]
+    for k, v in one_losses.items():
+        assert np.isclose(losses_[k], v, rtol=1e-4), k
+    for d in ("AtoB", "BtoA"):  # after the update
+        assert np.isclose(heldout[d]["psnr_db"], one_heldout[d]["psnr_db"], atol=0.01)

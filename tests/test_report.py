@@ -25,12 +25,16 @@ BLOCKS = (("caricature", "resnet"), ("caricature_se", "se"), ("caricature_da", "
 LOSS_TAGS = ("G_gan", "F_gan", "cycle_A", "cycle_B", "idt_A", "idt_B", "D_A", "D_B")
 
 
-def make_model(model_dir, block, dataroot, seed, logs=True):
+def make_model(model_dir, block, dataroot, seed, logs=True, directions=generators.DIRECTIONS,
+               **info):
+    """A model dir with tiny untrained generators for `directions` (CUT runs and distilled
+    students write AtoB only); `info` adds to its info.json."""
     keras.utils.set_random_seed(seed)
-    nets = {d: ResnetGenerator(ngf=4, n_blocks=1, block=block) for d in generators.DIRECTIONS}
+    nets = {d: ResnetGenerator(ngf=4, n_blocks=1, block=block) for d in directions}
     generators.save_generators(model_dir, nets, {
         "block": block, "ngf": 4, "n_blocks": 1, "load_size": 40, "crop_size": 32,
-        "dataroot": str(Path(dataroot).resolve()), "step": 30, "epoch": 3, "config": {}})
+        "dataroot": str(Path(dataroot).resolve()), "step": 30, "epoch": 3, "config": {},
+        **info})
     if logs:
         writer = tf.summary.create_file_writer(str(Path(model_dir) / "logs"))
         with writer.as_default():
@@ -224,6 +228,85 @@ def test_build_report_native_sizes_unreadable_files_no_pairs(tmp_path):
         report.build_report([run], root, out, options.replace(paired="yes"), features=features)
 
 
+def test_one_direction_models_beside_a_cyclegan(tmp_path):
+    """A FastCUT run (AtoB only) and a distilled student (BtoA only) beside a CycleGAN: each
+    direction compares the models that have it, the cycle is n/a where no generator leads
+    back, and the rating manifest holds the outputs that exist."""
+    data = synthetic.make_dataset(tmp_path / "data", train=2, test=3, size=40)
+    runs = tmp_path / "runs"
+    dirs = [make_model(runs / "cyclegan", "resnet", data, seed=0, logs=False),
+            make_model(runs / "fastcut", "resnet", data, seed=1, logs=False,
+                       directions=("AtoB",), model="cut", config={"nce_idt": False}),
+            make_model(runs / "student", "resnet", data, seed=2, logs=False,
+                       directions=("BtoA",), distilled_from={"model_dir": str(runs / "x")})]
+    out = tmp_path / "out"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run(
+        [sys.executable, "-m", "tfstyle.evaluate", *[f"--model_dir={d}" for d in dirs],
+         f"--dataroot={data}", f"--out={out}", "--inception_weights=random",
+         "--inception_size=75", "--num_train=2", "--kid_subsets=10"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    names = ["cyclegan (CycleGAN)", "fastcut (FastCUT)", "student (CycleGAN, distilled)"]
+    rows = {n: [line for line in proc.stdout.splitlines() if line.startswith(n)] for n in names}
+    assert [len(rows[n]) for n in names] == [2, 1, 1]
+    assert " A->B " in rows[names[1]][0] and " B->A " in rows[names[2]][0]
+    assert all(line.count(" n/a ") == 2 for n in names[1:] for line in rows[n])
+    assert not any("n/a" in line for line in rows[names[0]])
+    assert ("cycle PSNR/SSIM n/a: a cycle needs both generators, and fastcut (FastCUT) has "
+            "AtoB only (no BtoA.keras in its generators/)") in proc.stdout
+
+    result = json.loads((out / "metrics.json").read_text())
+    cyclegan, fastcut, student = result["models"]
+    assert [m["name"] for m in result["models"]] == names
+    assert [m["directions"] for m in result["models"]] == [["AtoB", "BtoA"], ["AtoB"], ["BtoA"]]
+    assert "BtoA" not in fastcut and "AtoB" not in student
+    for direction in ("AtoB", "BtoA"):
+        assert 0 < cyclegan[direction]["cycle_psnr"] < 100
+        assert "cycle_na" not in cyclegan[direction]
+    for m, back in ((fastcut["AtoB"], "BtoA"), (student["BtoA"], "AtoB")):
+        assert m["cycle_psnr"] is None and m["cycle_ssim"] is None
+        assert m["cycle_na"].startswith(f"no {back} generator in ")
+        assert m["n"] == 3 and m["fid"] >= 0 and m["kid"] is not None
+        assert m["paired_n"] == 3 and 0 < m["paired_l1"] < 1
+    # The one-direction model's metrics are those of its written outputs.
+    outputs = sorted((out / "images").glob("m2_fastcut/test/AtoB/*.png"))
+    assert len(outputs) == 3 and not (out / "images/m2_fastcut/test/BtoA").exists()
+    assert fastcut["AtoB"]["paired_l1"] == pytest.approx(metrics.mean_of(
+        metrics.l1, [read_image(p) for p in outputs],
+        [read_image(out / "images/real/test/B" / p.name) for p in outputs]))
+
+    page = (out / "index.html").read_text()
+    sources = re.findall(r"<img [^>]*src='([^']+)'", page)
+    # Input + 2 models + paired target per row: 3 test and 2 train images, both directions.
+    assert len(sources) == 4 * (3 + 3 + 2 + 2)
+    assert all((out / src).is_file() for src in sources)
+    grids = page.split("<h2>")[3:]
+    assert [g.split("</h2>")[0] for g in grids] == [
+        "Test images: A &rarr; B", "Test images: B &rarr; A",
+        "Train images: A &rarr; B", "Train images: B &rarr; A"]
+    for grid, shown, left_out in ((grids[0], names[:2], names[2]),
+                                  (grids[1], names[::2], names[1])):
+        assert re.findall(r"<th>([^<]+)</th>", grid) == ["input", *shown, "paired target"]
+        assert f"not shown: {left_out}" in grid
+    assert page.count("<td class='num'>n/a</td>") == 4
+
+    manifest = studies.load_manifest(out)
+    assert manifest.models == names
+    assert len(manifest.items) == 2 * 2 * (3 + 2)  # directions x models each x (test + train)
+    assert all(manifest.path(i.output).is_file() for i in manifest.items.values())
+    assert {(i.model, i.direction) for i in manifest.items.values()} == {
+        (names[0], "AtoB"), (names[0], "BtoA"), (names[1], "AtoB"), (names[2], "BtoA")}
+    # A study of one direction has the models that have it as its anonymous systems.
+    assert studies.load_manifest(out, directions=("AtoB",)).models == names[:2]
+    assert studies.load_manifest(out, directions=("BtoA",)).models == names[::2]
+
+    (tmp_path / "none" / "generators").mkdir(parents=True)
+    (tmp_path / "none" / "generators" / "info.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="neither AtoB.keras nor BtoA.keras"):
+        report.describe_models([dirs[0], tmp_path / "none"])
+
+
 def test_read_scalars_merges_resumed_runs_and_skips_images(tmp_path):
     logs = tmp_path / "logs"
     for run, values in ((0, {0: 5.0, 10: 4.0, 20: 3.0}), (1, {20: 2.5, 30: 2.0})):
@@ -246,8 +329,12 @@ def test_cli_flag_errors_name_the_flag(tmp_path):
     data = synthetic.make_dataset(tmp_path / "data", train=1, test=1, size=16)
     run = make_model(tmp_path / "run", "resnet", data, seed=0, logs=False)
     (tmp_path / "empty").mkdir()
+    (tmp_path / "info_only" / "generators").mkdir(parents=True)
+    (tmp_path / "info_only" / "generators" / "info.json").write_text("{}")
     cases = [
         ([f"--model_dir={tmp_path / 'empty'}", f"--dataroot={data}"], "--model_dir"),
+        ([f"--model_dir={run}", f"--model_dir={tmp_path / 'info_only'}", f"--dataroot={data}"],
+         "holds neither AtoB.keras nor BtoA.keras"),
         ([f"--model_dir={run}", f"--dataroot={tmp_path / 'empty'}"], "--dataroot"),
         ([f"--model_dir={run}", f"--dataroot={data}", "--inception_weights=/no/file.h5"],
          "--inception_weights"),

@@ -3,11 +3,12 @@
     python -m tfstyle.evaluate --model_dir=runs/caricature --model_dir=runs/caricature_se \\
         --model_dir=runs/caricature_da --dataroot=data/caricature --out=reports/caricature
 
-Translates testA with AtoB and testB with BtoA with every model, compares the outputs with
-the real test images of the target domain, and writes OUT/metrics.json, OUT/index.html (open
-it in a browser) and OUT/rating_manifest.json (for `python -m tfstyle.rate`). The metrics
-table is printed on stdout. Every option is a field of
-tfstyle.evaluation.report.ReportOptions. See docs/evaluation.md.
+Translates testA with AtoB and testB with BtoA with every model that has that generator (a
+CUT/FastCUT run or a distilled student may hold AtoB only; its cycle scores are then n/a),
+compares the outputs with the real test images of the target domain, and writes
+OUT/metrics.json, OUT/index.html (open it in a browser) and OUT/rating_manifest.json (for
+`python -m tfstyle.rate`). The metrics table is printed on stdout. Every option is a field
+of tfstyle.evaluation.report.ReportOptions. See docs/evaluation.md.
 """
 
 import json
@@ -22,7 +23,8 @@ from tfstyle.evaluation import report
 from tfstyle.evaluation.report import ReportOptions
 
 flags.DEFINE_multi_string("model_dir", None,
-                          "Training folder holding generators/ (repeat for several models).")
+                          "Training folder holding generators/ (AtoB.keras and/or BtoA.keras, "
+                          "info.json); repeat for several models.")
 flags.DEFINE_string("dataroot", None, "Data folder with testA/ testB/ (and trainA/ trainB/); "
                     "default: the dataroot in the first model's generators/info.json.")
 flags.DEFINE_string("out", None, "Report folder (created).")
@@ -34,10 +36,13 @@ FLAGS = flags.FLAGS
 def _dataroot(options: ReportOptions) -> str:
     """The data folder, after checking the folders the flags name (before models load)."""
     for d in FLAGS.model_dir:
-        for name in ("AtoB.keras", "BtoA.keras", "info.json"):
-            if not (Path(d) / "generators" / name).is_file():
-                raise app.UsageError(f"--model_dir={d}: {Path(d) / 'generators' / name} not "
-                                     "found (not a finished training folder)")
+        folder = Path(d) / "generators"
+        if not (folder / "info.json").is_file():
+            raise app.UsageError(f"--model_dir={d}: {folder / 'info.json'} not found (not a "
+                                 "finished training folder)")
+        if not any((folder / f"{x}.keras").is_file() for x in report.DIRECTION_DOMAINS):
+            raise app.UsageError(f"--model_dir={d}: {folder} holds neither AtoB.keras nor "
+                                 "BtoA.keras (not a finished training folder)")
     dataroot = FLAGS.dataroot
     if dataroot is None:
         info = json.loads((Path(FLAGS.model_dir[0]) / "generators" / "info.json").read_text())

@@ -19,6 +19,15 @@ def split_cpu(n: int) -> None:
         cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)])
 
 
+def split_gpu(n: int, memory_mb: int = 16384) -> None:
+    """Expose the first GPU as `n` logical devices of `memory_mb` MiB each (to run a
+    MirroredStrategy of n replicas on one GPU). Must run before TensorFlow initialises its
+    devices."""
+    gpu = tf.config.list_physical_devices("GPU")[0]
+    tf.config.set_logical_device_configuration(
+        gpu, [tf.config.LogicalDeviceConfiguration(memory_limit=memory_mb) for _ in range(n)])
+
+
 def _cluster_workers():
     config = os.environ.get("TF_CONFIG")
     if not config:
@@ -66,3 +75,10 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return resolver.task_type == "chief" or (
         resolver.task_type == "worker" and resolver.task_id == 0
         and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def default_jit_compile() -> bool:
+    """Whether XLA makes a training step faster where this runs (docs/benchmarks.md): on a
+    GPU it fuses the elementwise work between the convolutions; on a CPU TensorFlow's oneDNN
+    kernels are as fast on one core and faster on several, and start without compiling."""
+    return bool(tf.config.list_physical_devices("GPU"))

@@ -1,5 +1,5 @@
 """Layers shared by the networks of every wing: the project's convolution and
-initialisation, instance normalisation, reflection padding and nearest upsampling.
+initialisation, instance normalisation, reflection padding, cropping and nearest upsampling.
 
 All tensors are NHWC and every layer stays 4-D, so the networks convert to TFLite builtin
 ops (no 5-D tensors, no Flex ops).
@@ -36,6 +36,39 @@ def require_4d(layer, input_shape):
             f"{tuple(input_shape)}")
 
 
+def mean_hw(x):
+    """[B, H, W, C] -> [B, 1, 1, C]: the mean over H and W, taken over W and then over H.
+
+    TensorFlow's CPU kernels sum a reduced axis that is not the innermost one in sequence, so
+    one reduction over all H * W pixels loses precision with the image size (at 256 x 256:
+    1.5e-5 from float64 against 1.2e-6 this way, tests/test_speed_rules.py); two short sums
+    stay 4-D (LiteRT MEAN) and cost no more."""
+    return tf.reduce_mean(tf.reduce_mean(x, axis=2, keepdims=True), axis=1, keepdims=True)
+
+
+def instance_norm(x, epsilon):
+    """(x - mean_hw(x)) / sqrt(var_hw(x) + epsilon) of a float32 [B, H, W, C] tensor.
+
+    The gradient is written out, dx = r * (dy - mean(dy) - y * mean(dy * y)) with
+    r = 1 / sqrt(var + epsilon) and means over H and W: three elementwise passes and two
+    reductions instead of the dozen ops that differentiating the forward pass gives."""
+
+    @tf.custom_gradient
+    def normalise(x):
+        centred = x - mean_hw(x)
+        scale = tf.math.rsqrt(mean_hw(tf.square(centred)) + epsilon)
+        y = centred * scale
+
+        def grad(dy):
+            shift = scale * tf.reduce_mean(dy, axis=[1, 2], keepdims=True)
+            slope = scale * tf.reduce_mean(dy * y, axis=[1, 2], keepdims=True)
+            return dy * scale - (shift + y * slope)
+
+        return y, grad
+
+    return normalise(x)
+
+
 @register
 class InstanceNormalization(keras.layers.Layer):
     """Instance normalisation (Ulyanov et al.), 4-D only.
@@ -43,7 +76,8 @@ class InstanceNormalization(keras.layers.Layer):
     y = (x - mean_hw(x)) / sqrt(var_hw(x) + epsilon)  [* gamma + beta if affine]
 
     Statistics are taken per image and channel over H and W (biased variance, as PyTorch's
-    InstanceNorm2d); there are no running statistics, so training and inference agree.
+    InstanceNorm2d), in float32 whatever the compute dtype; there are no running statistics,
+    so training and inference agree (see `instance_norm` for the precision and the gradient).
     Shapes: [B, H, W, C] -> [B, H, W, C].
     """
 
@@ -62,11 +96,7 @@ class InstanceNormalization(keras.layers.Layer):
             self.beta = self.add_weight(shape=(channels,), name="beta", initializer="zeros")
 
     def call(self, x):
-        x32 = ops.cast(x, "float32")
-        mean = ops.mean(x32, axis=[1, 2], keepdims=True)
-        centred = x32 - mean
-        variance = ops.mean(ops.square(centred), axis=[1, 2], keepdims=True)
-        y = centred * ops.rsqrt(variance + self.epsilon)
+        y = instance_norm(ops.cast(x, "float32"), self.epsilon)
         if self.affine:
             y = y * ops.cast(self.gamma, "float32") + ops.cast(self.beta, "float32")
         return ops.cast(y, self.compute_dtype)
@@ -103,6 +133,40 @@ class ReflectionPadding2D(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "padding": self.padding}
+
+
+@register
+class CropTopLeft2D(keras.layers.Layer):
+    """Drops the first `n` rows and columns (LiteRT: STRIDED_SLICE).
+
+    Its gradient is written out as a zero pad: TensorFlow's generic strided-slice gradient
+    (StridedSliceGrad) costs several times more (docs/benchmarks.md, "Training step").
+    Shapes: [B, H, W, C] -> [B, H - n, W - n, C].
+    """
+
+    def __init__(self, n=1, **kwargs):
+        super().__init__(**kwargs)
+        self.n = int(n)
+
+    def build(self, input_shape):
+        require_4d(self, input_shape)
+
+    def call(self, x):
+        n = self.n
+
+        @tf.custom_gradient
+        def crop(x):
+            return x[:, n:, n:, :], lambda dy: tf.pad(dy, [[0, 0], [n, 0], [n, 0], [0, 0]])
+
+        return crop(x)
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, c = input_shape
+        shrink = lambda d: None if d is None else d - self.n  # noqa: E731
+        return (b, shrink(h), shrink(w), c)
+
+    def get_config(self):
+        return {**super().get_config(), "n": self.n}
 
 
 @register

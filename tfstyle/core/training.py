@@ -16,6 +16,7 @@ import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
+import keras
 import tensorflow as tf
 from absl import logging
 
@@ -50,6 +51,34 @@ class RunSettings(ImageLimits):
     keep_checkpoints: int = setting(3, "Checkpoints kept.", min=1)
     log_every_steps: int = setting(100, "TensorBoard scalars every N steps.", min=1)
     image_every_steps: int = setting(1000, "TensorBoard image grids every N steps.", min=1)
+
+    def __post_init__(self):
+        # A trainer whose jit_compile defaults to None (unset) gets the measured rule of
+        # tfstyle.core.distribute.default_jit_compile; the settings hold what will run.
+        if self.jit_compile is None:
+            from tfstyle.core.distribute import default_jit_compile
+            self.jit_compile = default_jit_compile()
+        super().__post_init__()
+
+
+class FusedAdam(keras.optimizers.Adam):
+    """keras.optimizers.Adam whose update is TensorFlow's fused ResourceApplyAdam kernel: one
+    op and one pass over the weights per variable instead of about ten (docs/benchmarks.md,
+    "Training step"). The same rule, m / (sqrt(v) + epsilon) with bias correction, the same
+    variables and checkpoint keys; amsgrad falls back to Keras's."""
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self.amsgrad:
+            return super().update_step(gradient, variable, learning_rate)
+        dtype = variable.dtype
+        step = tf.cast(self.iterations + 1, dtype)
+        beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
+        index = self._get_variable_index(variable)
+        tf.raw_ops.ResourceApplyAdam(
+            var=variable.handle, m=self._momentums[index].value.handle,
+            v=self._velocities[index].value.handle, beta1_power=tf.pow(beta_1, step),
+            beta2_power=tf.pow(beta_2, step), lr=tf.cast(learning_rate, dtype), beta1=beta_1,
+            beta2=beta_2, epsilon=tf.cast(self.epsilon, dtype), grad=tf.cast(gradient, dtype))
 
 
 class NonFiniteLossError(RuntimeError):
@@ -134,11 +163,16 @@ class FiniteGuard:
     def __init__(self, variables, probe=None):
         self.variables = [v for v in variables if tf.as_dtype(v.dtype).is_floating]
         self.probe = probe
+        # Every step: one read of each variable, a sum, which is finite unless an element is
+        # NaN or infinite (or finite elements overflow float32; the exact check then clears
+        # them). Only when a sum is not finite does the exact check name the variables.
+        self._sums_finite = tf.function(lambda: tf.reduce_all(tf.math.is_finite(tf.stack(
+            [tf.reduce_sum(tf.cast(v, tf.float32)) for v in self.variables]))))
         self._finite = tf.function(lambda: tf.stack(
             [tf.reduce_all(tf.math.is_finite(tf.convert_to_tensor(v))) for v in self.variables]))
 
     def bad_variables(self) -> list[str]:
-        if not self.variables:
+        if not self.variables or bool(self._sums_finite()):
             return []
         finite = self._finite().numpy()
         return [getattr(v, "path", v.name) for v, ok in zip(self.variables, finite) if not ok]

@@ -4,7 +4,8 @@ Translation", ECCV 2020): one generator G: A -> B and one discriminator D_B, no 
 Content is kept by the PatchNCE loss: a patch of the output G(x) must be recognisable as
 the patch of the input x at the same place among the other patches of x. Both images go
 through G's own encoder (`ResnetGenerator.call_with_activations`); at each of the NCE layers
-(`nce_layers`: the bottleneck and two residual-block outputs) `num_patches` positions are
+(`nce_layers`: the pixels themselves, as the paper's layer 0, the bottleneck and two
+residual-block outputs) `num_patches` positions are
 drawn, shared by x and G(x), a small MLP (`ProjectionHead`, trained with G) maps the features
 to 256-d unit vectors, and for each position
 
@@ -38,9 +39,11 @@ NEGATIVE_SELF = -10.0  # logit of a patch against itself, masked out of the nega
 
 
 def nce_layers(n_blocks: int) -> tuple[int, ...]:
-    """Indices into `call_with_activations`' list (0: the bottleneck, i: block i's output)
-    of the NCE layers: the bottleneck and the outputs of blocks n/4 and n/2."""
-    return tuple(sorted({0, max(1, n_blocks // 4), n_blocks // 2} & set(range(n_blocks + 1))))
+    """The NCE layers as indices into [pixels, bottleneck, block 1 output, ..., block n
+    output] (the image and `call_with_activations`' list): the pixels, the bottleneck and
+    the outputs of blocks n/4 and n/2."""
+    return tuple(sorted({0, 1, 1 + max(1, n_blocks // 4), 1 + n_blocks // 2}
+                        & set(range(n_blocks + 2))))
 
 
 def patch_nce_loss(q, k, temperature: float = 0.07):
@@ -101,8 +104,8 @@ class ProjectionHead(keras.Model):
 
 class CUT(CycleGAN):
     """G, D_B, the projection head and the two optimizers of a CUT run, and its train step.
-    The run machinery (learning-rate schedule, distributed reduction, checkpoint counters)
-    is CycleGAN's."""
+    It builds its own networks (not CycleGAN's four) and keeps CycleGAN's run machinery:
+    the optimizers, the learning-rate schedule and the per-replica loss reduction."""
 
     def __init__(self, config, strategy: tf.distribute.Strategy):
         self.config, self.strategy = config, strategy
@@ -120,7 +123,8 @@ class CUT(CycleGAN):
                 shape = (None, c.crop_size, c.crop_size, 3)
                 self.G.build(shape)
                 self.D_B.build(shape)
-                self.head = ProjectionHead([4 * c.ngf] * len(self.layers), name="projection")
+                self.head = ProjectionHead([3 if i == 0 else 4 * c.ngf for i in self.layers],
+                                           name="projection")
                 self.head.build()
                 self.g_vars = self.G.trainable_weights + self.head.trainable_weights
                 self.d_vars = self.D_B.trainable_weights
@@ -174,7 +178,7 @@ class CUT(CycleGAN):
         out, real_features = self.G.call_with_activations(real)
         fake_b = out[:n]
         _, fake_features = self.G.call_with_activations(out)
-        nce = self._nce(real_features, fake_features, seed)
+        nce = self._nce([real, *real_features], [out, *fake_features], seed)
         terms = {"G_gan": losses.gan_loss(self.D_B(fake_b), True, c.gan_mode)}
         if c.nce_idt:
             terms["nce_A"] = 0.5 * c.lambda_nce * nce[:n]
@@ -191,8 +195,9 @@ class CUT(CycleGAN):
 
     def _discriminator_terms(self, b, fake_b):
         mode = self.config.gan_mode
-        return {"D_B": self._mean(0.5 * (losses.gan_loss(self.D_B(b), True, mode)
-                                         + losses.gan_loss(self.D_B(fake_b), False, mode)))}
+        score_real, score_fake = tf.split(self.D_B(tf.concat([b, fake_b], 0)), 2)
+        return {"D_B": self._mean(0.5 * (losses.gan_loss(score_real, True, mode)
+                                         + losses.gan_loss(score_fake, False, mode)))}
 
     def _discriminator_gradients(self, b, fake_b):
         with tf.GradientTape() as tape:

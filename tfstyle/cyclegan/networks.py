@@ -13,6 +13,7 @@ import tensorflow as tf
 from keras import ops
 
 from tfstyle.core.layers import (
+    CropTopLeft2D,
     InstanceNormalization,
     ReflectionPadding2D,
     conv2d,
@@ -118,7 +119,7 @@ class ResnetGenerator(keras.Model):
                     kernel_initializer=weight_init(), name=f"up{i + 1}_conv"),
                 # PyTorch's padding=1, output_padding=1 is the VALID output minus its first
                 # row and column: output 2H x 2W.
-                keras.layers.Cropping2D(((1, 0), (1, 0))),
+                CropTopLeft2D(1),
                 norm(f"up{i + 1}_norm"), keras.layers.ReLU()]
         self.head = [ReflectionPadding2D(3),
                      conv2d(self.output_channels, 7, name="head_conv"),

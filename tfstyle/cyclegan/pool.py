@@ -40,10 +40,12 @@ class ImagePool(tf.Module):
             slot = tf.random.stateless_uniform([], item_seed + 1, 0, self.size, tf.int32)
             full = self.count >= self.size
             index = tf.where(full, slot, tf.minimum(self.count, self.size - 1))
-            stored = tf.gather(self.images, index)
+            stored = tf.gather(self.images, index)  # one image read, before the write
             write = tf.logical_or(tf.logical_not(full), swap)
-            self.images.assign(tf.tensor_scatter_nd_update(
-                self.images, index[None, None], tf.where(write, image, stored)[None]))
+            # In place (one image written, not the whole pool copied), on every replica's
+            # copy under a tf.distribute strategy.
+            self.images.scatter_update(
+                tf.IndexedSlices(tf.where(write, image, stored)[None], index[None]))
             self.count.assign_add(tf.cast(tf.logical_not(full), tf.int32))
             out.append(tf.where(tf.logical_and(full, swap), stored, image))
         return tf.stack(out)

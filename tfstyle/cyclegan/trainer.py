@@ -50,6 +50,7 @@ from tfstyle.core.training import (
     MAX_IMAGE_SIZE,
     Checkpoints,
     FiniteGuard,
+    FusedAdam,
     Progress,
     RunSettings,
     StepHooks,
@@ -127,8 +128,9 @@ class CycleGANConfig(RunSettings):
     nce_temperature: float = setting(0.07, "CUT: PatchNCE temperature.", above=0)
     mixed_precision: str = setting("none", "Mixed precision policy (float16 uses loss "
                                    "scaling).", choices=tuple(MIXED_PRECISION))
-    jit_compile: bool = setting(True, "Compile the per-replica forward/backward passes with "
-                                "XLA.")
+    jit_compile: bool = setting(None, "Compile the per-replica forward/backward passes with "
+                                "XLA; unset: on with a GPU, off on a CPU, where it is slower "
+                                "(docs/benchmarks.md).")
     num_samples: int = setting(8, "Test images translated per direction at the end of each "
                                "epoch.", min=0)
     max_steps: int = setting(0, "Stop after this many steps in total (0: train all epochs).",
@@ -221,7 +223,7 @@ class CycleGAN:
 
     def _optimizer(self, lr):
         c = self.config
-        opt = keras.optimizers.Adam(lr, beta_1=c.beta1, beta_2=0.999)
+        opt = FusedAdam(lr, beta_1=c.beta1, beta_2=0.999)
         if c.mixed_precision == "float16":
             opt = keras.optimizers.LossScaleOptimizer(opt)
         return opt
@@ -255,15 +257,12 @@ class CycleGAN:
         """The generators' loss terms (each this replica's share of the global-batch mean)
         and the fakes G(a), F(b)."""
         c = self.config
-        n = tf.shape(a)[0]
         identity = c.lambda_identity > 0
         # With the identity loss, G(a) and G(b) share one batched call (likewise F): the
         # same arithmetic per image (instance norm is per image) in fewer, larger ops.
         if identity:
-            g_out = self.G(tf.concat([a, b], 0), training=True)
-            f_out = self.F(tf.concat([b, a], 0), training=True)
-            fake_b, idt_b = g_out[:n], g_out[n:]
-            fake_a, idt_a = f_out[:n], f_out[n:]
+            fake_b, idt_b = tf.split(self.G(tf.concat([a, b], 0), training=True), 2)
+            fake_a, idt_a = tf.split(self.F(tf.concat([b, a], 0), training=True), 2)
         else:
             fake_b = self.G(a, training=True)
             fake_a = self.F(b, training=True)
@@ -293,12 +292,13 @@ class CycleGAN:
 
     def _discriminator_terms(self, a, b, fake_a, fake_b):
         mode = self.config.gan_mode
-        return {
-            "D_A": self._mean(0.5 * (losses.gan_loss(self.D_A(a), True, mode)
-                                     + losses.gan_loss(self.D_A(fake_a), False, mode))),
-            "D_B": self._mean(0.5 * (losses.gan_loss(self.D_B(b), True, mode)
-                                     + losses.gan_loss(self.D_B(fake_b), False, mode))),
-        }
+
+        def term(d, real, fake):  # real and fake in one batched call, as the generators
+            score_real, score_fake = tf.split(d(tf.concat([real, fake], 0)), 2)
+            return self._mean(0.5 * (losses.gan_loss(score_real, True, mode)
+                                     + losses.gan_loss(score_fake, False, mode)))
+
+        return {"D_A": term(self.D_A, a, fake_a), "D_B": term(self.D_B, b, fake_b)}
 
     def _discriminator_gradients(self, a, b, fake_a, fake_b):
         with tf.GradientTape() as tape:
@@ -393,14 +393,20 @@ def _sample_images(folder: Path, count: int, size: int, limits):
     return out
 
 
-def _write_samples(model: CycleGAN, root: Path, out_dir: Path, count: int) -> int:
+def _write_samples(model: CycleGAN, root: Path, out_dir: Path, count: int,
+                   translators: dict) -> int:
+    """Translate up to `count` test images per direction into out_dir; `translators` keeps
+    one Translator (one traced function) per direction for the whole run."""
     written = 0
     for direction, generator in model.generators.items():
         source = direction[0]
         folder = root / f"test{source}"
         if not folder.is_dir():
             folder = root / f"train{source}"
-        translate = translator.Translator(generator, tile=max(512, model.config.crop_size))
+        if direction not in translators:
+            translators[direction] = translator.Translator(
+                generator, tile=max(512, model.config.crop_size))
+        translate = translators[direction]
         for stem, image in _sample_images(folder, count, model.config.crop_size, model.config):
             write_image(out_dir / direction / f"{stem}.png", translate(image))
             written += 1
@@ -461,6 +467,7 @@ def train(config: CycleGANConfig, strategy: tf.distribute.Strategy | None = None
                       images_fn=lambda: grid(grid_a, grid_b), image_tag=model.image_tag,
                       extra_scalars=lambda: {"learning_rate": lr})
     losses_now: dict = {}
+    translators: dict = {}
     started = time.perf_counter()
     while step < total_steps:
         epoch, start = int(model.epoch.numpy()), int(model.step_in_epoch.numpy())
@@ -485,7 +492,7 @@ def train(config: CycleGANConfig, strategy: tf.distribute.Strategy | None = None
         checkpoints.save(step)  # the guard first: samples only of weights that passed it
         if epoch_done and chief and c.num_samples:
             _write_samples(model, root, model_dir / "samples" / f"epoch_{epoch + 1:03d}",
-                           c.num_samples)
+                           c.num_samples, translators)
     writer.flush()
 
     info = {"model": c.model, "block": c.block, "ngf": c.ngf, "n_blocks": c.n_blocks,
@@ -504,6 +511,6 @@ def train(config: CycleGANConfig, strategy: tf.distribute.Strategy | None = None
         generators.save_generators(model_dir, model.generators, info)
         if c.num_samples:
             summary["samples"] = _write_samples(model, root, model_dir / "samples" / "final",
-                                                c.num_samples)
+                                                c.num_samples, translators)
         write_json_atomic(model_dir / "summary.json", summary, sort_keys=False)
     return summary

@@ -62,7 +62,7 @@ def photo_paths() -> list[Path]:
         spec = importlib.util.find_spec(package)
         if spec is None or not spec.submodule_search_locations:
             continue
-        path = Path(list(spec.submodule_search_locations)[0]) / relative
+        path = Path(next(iter(spec.submodule_search_locations))) / relative
         if path.is_file():
             found.append(path)
     return found

@@ -1,26 +1,28 @@
 """Evaluation report for trained CycleGAN-family models: translations, metrics, an HTML page.
 
 `build_report(model_dirs, dataroot, out_dir, options)` does, for every model directory (its
-`generators/` as `tfstyle.cyclegan.generators` writes them):
+`generators/` as `tfstyle.cyclegan.generators` writes them: both directions, or one, as CUT /
+FastCUT runs and distilled students write AtoB only):
 
 1. Reads testA/ and testB/ (and up to `num_train` images of trainA/ and trainB/, evenly spaced
    over the sorted file list, for the rating study's "train" split), resized bicubically to
    `image_size` x `image_size` (default: the first model's crop_size; 0 keeps every image's
    own size). Unreadable files are skipped and listed.
 2. Translates testA with AtoB and testB with BtoA (and the train images likewise) with
-   `translator.Translator`, and runs the cycle back (A -> B -> A, B -> A -> B).
-3. Computes on the test images, per model and direction:
+   `translator.Translator`, for the directions the model has, and, when it has both, runs
+   the cycle back (A -> B -> A, B -> A -> B).
+3. Computes on the test images, per model and direction it has:
    FID and KID between the translated images and the real test images of the target domain
    (AtoB outputs vs testB, BtoA outputs vs testA; `evaluation.metrics`, features from
    `evaluation.inception` unless another feature function is given), cycle reconstruction
-   PSNR and SSIM, and, when testA/ and testB/ hold pairs (files with the same stem),
-   L1/PSNR/SSIM of the output to its paired target. FID on fewer than `FID_MIN_RELIABLE`
-   images per set is flagged.
+   PSNR and SSIM (n/a for a one-direction model: no generator leads back), and, when testA/
+   and testB/ hold pairs (files with the same stem), L1/PSNR/SSIM of the output to its
+   paired target. FID on fewer than `FID_MIN_RELIABLE` images per set is flagged.
 4. Writes OUT/metrics.json, OUT/index.html (metrics table, training-loss plots read from
    MODEL_DIR/logs by `evaluation.training_logs`, and a grid with one row per image: input,
-   every model's output side by side, paired target), OUT/plots/*.png, OUT/images/** and
-   OUT/rating_manifest.json, the list of outputs the rating study (`evaluation.rating`) asks
-   raters about.
+   the output of every model with that direction side by side, paired target),
+   OUT/plots/*.png, OUT/images/** and OUT/rating_manifest.json, the list of outputs the
+   rating study (`evaluation.rating`) asks raters about.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ from tfstyle.evaluation.training_logs import plot_losses, read_scalars
 FID_MIN_RELIABLE = 500
 #: Source and target domain of each direction.
 DIRECTION_DOMAINS = {"AtoB": ("A", "B"), "BtoA": ("B", "A")}
+#: The direction that leads back (the second half of a cycle).
+OPPOSITE = {"AtoB": "BtoA", "BtoA": "AtoB"}
 
 
 class ReportError(ValueError):
@@ -99,27 +103,42 @@ class ModelEntry:
     name: str       # shown in the report: "caricature_se (CycleSE)"
     slug: str       # folder name for its images
     info: dict
+    directions: tuple[str, ...]  # those whose generator it has: AtoB, BtoA or both
+
+
+def model_kind(info: dict) -> str:
+    """What a model is, from its info.json: the block's model name (CycleGAN, CycleSE, ...),
+    CUT or FastCUT (trained with --model=cut; FastCUT without nce_idt), ", distilled" for a
+    student of `train.distill`."""
+    from tfstyle.cyclegan.blocks import BLOCKS
+    block = str(info.get("block", "resnet"))
+    kind = BLOCKS[block].label if block in BLOCKS else block
+    if info.get("model") == "cut":
+        cut = "CUT" if info.get("config", {}).get("nce_idt", True) else "FastCUT"
+        kind = cut if block == "resnet" else f"{cut}, {block} blocks"
+    return kind + (", distilled" if "distilled_from" in info else "")
 
 
 def describe_models(model_dirs: Sequence) -> list[ModelEntry]:
-    """A ModelEntry per directory; FileNotFoundError names a directory without generators.
+    """A ModelEntry per directory, with the directions whose generator it holds;
+    FileNotFoundError names a directory without info.json or without any generator.
 
-    The name is the directory's basename plus the block's model name; when two basenames are
-    equal, parent folders are added until the names differ."""
+    The name is the directory's basename plus the model's kind (`model_kind`); when two
+    basenames are equal, parent folders are added until the names differ."""
     from tfstyle.cyclegan import generators  # TensorFlow: imported when models are read
-    from tfstyle.cyclegan.blocks import BLOCKS
     dirs = [Path(d) for d in model_dirs]
     if not dirs:
         raise ReportError("no model directories given")
-    infos = []
+    infos, directions = [], []
     for d in dirs:
         info = generators.load_info(d)
-        for direction in generators.DIRECTIONS:
-            path = generators.generators_dir(d) / f"{direction}.keras"
-            if not path.is_file():
-                raise FileNotFoundError(f"{path} not found: {d} holds no trained {direction} "
-                                        "generator")
+        folder = generators.generators_dir(d)
+        present = tuple(x for x in generators.DIRECTIONS if (folder / f"{x}.keras").is_file())
+        if not present:
+            raise FileNotFoundError(f"{folder} holds neither AtoB.keras nor BtoA.keras: {d} "
+                                    "holds no trained generator")
         infos.append(info)
+        directions.append(present)
     parts = [d.resolve().parts for d in dirs]
     depth = 1
     while True:
@@ -128,13 +147,12 @@ def describe_models(model_dirs: Sequence) -> list[ModelEntry]:
             break
         depth += 1
     entries = []
-    for i, (d, info, label) in enumerate(zip(dirs, infos, labels)):
-        block = str(info.get("block", "resnet"))
-        name = f"{label} ({BLOCKS[block].label if block in BLOCKS else block})"
+    for i, (d, info, label, present) in enumerate(zip(dirs, infos, labels, directions)):
+        name = f"{label} ({model_kind(info)})"
         if any(e.name == name for e in entries):
             name = f"{name} #{i + 1}"
         slug = f"m{i + 1}_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", d.resolve().name)[:40]
-        entries.append(ModelEntry(d, name, slug, info))
+        entries.append(ModelEntry(d, name, slug, info, present))
     return entries
 
 
@@ -208,9 +226,11 @@ def _fit(image: np.ndarray, shape) -> np.ndarray:
 
 def direction_metrics(fake: list[np.ndarray], fake_features: np.ndarray,
                       real_features: np.ndarray, sources: list[np.ndarray],
-                      cycled: list[np.ndarray], pairs: list[tuple[np.ndarray, np.ndarray]],
+                      cycled: list[np.ndarray] | None,
+                      pairs: list[tuple[np.ndarray, np.ndarray]],
                       kid_subsets: int, kid_subset_size: int, seed: int) -> dict:
-    """Metrics of one model and direction (see the module docstring)."""
+    """Metrics of one model and direction (see the module docstring); `cycled` None: the
+    model has no generator back, its cycle PSNR/SSIM are None."""
     n_fake, n_real = len(fake_features), len(real_features)
     out = {"n": len(fake), "n_real": n_real,
            "fid": None, "fid_reliable": min(n_fake, n_real) >= FID_MIN_RELIABLE,
@@ -220,8 +240,9 @@ def direction_metrics(fake: list[np.ndarray], fake_features: np.ndarray,
         k = metrics.kid(fake_features, real_features, kid_subsets, kid_subset_size, seed)
         out.update(kid=_finite(k.value), kid_se=_finite(k.se), kid_se_method=k.se_method,
                    kid_subset_size=k.subset_size)
-    out["cycle_psnr"] = _finite(metrics.mean_of(metrics.psnr, cycled, sources))
-    out["cycle_ssim"] = _finite(metrics.mean_ssim(cycled, sources))
+    out["cycle_psnr"] = (None if cycled is None
+                         else _finite(metrics.mean_of(metrics.psnr, cycled, sources)))
+    out["cycle_ssim"] = None if cycled is None else _finite(metrics.mean_ssim(cycled, sources))
     out["paired_n"] = len(pairs)
     if pairs:
         outputs = [_fit(o, t.shape) for o, t in pairs]
@@ -234,6 +255,15 @@ def direction_metrics(fake: list[np.ndarray], fake_features: np.ndarray,
 
 def _fmt(value, spec=".4g") -> str:
     return "-" if value is None else format(value, spec)
+
+
+def _fmt_cycle(m: dict, key: str, spec: str) -> str:
+    return "n/a" if "cycle_na" in m else _fmt(m[key], spec)
+
+
+def _directions(model: dict) -> list[str]:
+    """The directions a model entry of metrics.json has metrics for."""
+    return [d for d in DIRECTION_DOMAINS if d in model]
 
 
 def _fmt_fid(m: dict) -> str:
@@ -249,12 +279,13 @@ def format_table(report: dict) -> str:
               "pair L1", "pair PSNR", "pair SSIM"]
     rows = []
     for model in report["models"]:
-        for direction in ("AtoB", "BtoA"):
+        for direction in _directions(model):
             m = model[direction]
             fid_text = _fmt_fid(m)
             kid_text = _fmt(m["kid"]) + ("" if m["kid_se"] is None else f" ± {m['kid_se']:.2g}")
             rows.append([model["name"], direction.replace("to", "->"), str(m["n"]), fid_text,
-                         kid_text, _fmt(m["cycle_psnr"], ".2f"), _fmt(m["cycle_ssim"], ".3f"),
+                         kid_text, _fmt_cycle(m, "cycle_psnr", ".2f"),
+                         _fmt_cycle(m, "cycle_ssim", ".3f"),
                          _fmt(m.get("paired_l1"), ".4f"), _fmt(m.get("paired_psnr"), ".2f"),
                          _fmt(m.get("paired_ssim"), ".3f")])
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
@@ -343,12 +374,13 @@ def build_report(model_dirs: Sequence, dataroot, out_dir,
         logging.info("translating with %s", model.name)
         translators = {direction: translator.Translator(
             generators.load_generator(model.model_dir, direction), options.tile, options.overlap)
-            for direction in generators.DIRECTIONS}
+            for direction in model.directions}
         entry = {"name": model.name, "model_dir": str(model.model_dir),
                  "block": model.info.get("block"), "step": model.info.get("step"),
-                 "epoch": model.info.get("epoch")}
-        for direction, (src, dst) in DIRECTION_DOMAINS.items():
-            back = "BtoA" if direction == "AtoB" else "AtoB"
+                 "epoch": model.info.get("epoch"), "directions": list(model.directions)}
+        for direction in model.directions:
+            src, dst = DIRECTION_DOMAINS[direction]
+            back = translators.get(OPPOSITE[direction])
             for split in ("test", "train"):
                 image_set = sets[(split, src)]
                 fakes = [translators[direction](x) for x in image_set.images]
@@ -358,7 +390,7 @@ def build_report(model_dirs: Sequence, dataroot, out_dir,
                                 / _file_name(stem), fake)
                 if split != "test":
                     continue
-                cycled = [translators[back](f) for f in fakes]
+                cycled = None if back is None else [back(f) for f in fakes]
                 targets = sets[("test", dst)].by_stem()
                 pairs = [(outputs[(model.slug, "test", direction)][s], targets[s])
                          for s in pair_stems["test"]]
@@ -366,6 +398,9 @@ def build_report(model_dirs: Sequence, dataroot, out_dir,
                 entry[direction] = direction_metrics(
                     fakes, features(fakes), real_features[dst], image_set.images, cycled, pairs,
                     options.kid_subsets, options.kid_subset_size, options.seed)
+                if back is None:
+                    entry[direction]["cycle_na"] = (
+                        f"no {OPPOSITE[direction]} generator in {model.model_dir}/generators")
         scalars[model.name] = read_scalars(model.model_dir / "logs")
         entry["has_logs"] = bool(scalars[model.name])
         entry["final_scalars"] = {t: float(v[-1]) for t, (_, v) in scalars[model.name].items()}
@@ -378,6 +413,14 @@ def build_report(model_dirs: Sequence, dataroot, out_dir,
                         "is unreliable: it is biased upward and its covariances are "
                         "rank-deficient. Compare such FIDs only between models evaluated on the "
                         "same images, and prefer KID (unbiased) on small test sets.")
+    one_way = [m for m in models if len(m.directions) == 1]
+    if one_way:
+        notes.append("cycle PSNR/SSIM n/a: a cycle needs both generators, and "
+                     + "; ".join(f"{m.name} has {m.directions[0]} only (no "
+                                 f"{OPPOSITE[m.directions[0]]}.keras in its generators/)"
+                                 for m in one_way)
+                     + ". A missing direction is left out of the table, the grids and the "
+                     "rating manifest.")
     if "random" in feature_description.lower():
         notes.append("the feature extractor has RANDOM weights: FID/KID values are meaningless "
                      "(tests and smoke runs only).")
@@ -408,7 +451,7 @@ def _manifest(models, sets, pair_stems) -> dict:
             for stem in sets[(split, src)].stems:
                 target = (f"images/real/{split}/{dst}/{_file_name(stem)}"
                           if stem in pair_stems[split] else None)
-                for model in models:
+                for model in (m for m in models if direction in m.directions):
                     items.append({
                         "id": item_id(split, direction, stem, model.name), "model": model.name,
                         "split": split, "direction": direction, "stem": stem,
@@ -447,11 +490,12 @@ def render_html(report: dict, models: list[ModelEntry], sets, pair_stems) -> str
              "paired L1", "paired PSNR", "paired SSIM"]
     parts.append("".join(f"<th>{h}</th>" for h in heads) + "</tr>")
     for model in report["models"]:
-        for direction in ("AtoB", "BtoA"):
+        for direction in _directions(model):
             m = model[direction]
             cells = [_fmt_fid(m),
-                     _fmt(m["kid"]), _fmt(m["kid_se"], ".2g"), _fmt(m["cycle_psnr"], ".2f"),
-                     _fmt(m["cycle_ssim"], ".3f"), _fmt(m.get("paired_l1"), ".4f"),
+                     _fmt(m["kid"]), _fmt(m["kid_se"], ".2g"),
+                     _fmt_cycle(m, "cycle_psnr", ".2f"), _fmt_cycle(m, "cycle_ssim", ".3f"),
+                     _fmt(m.get("paired_l1"), ".4f"),
                      _fmt(m.get("paired_psnr"), ".2f"), _fmt(m.get("paired_ssim"), ".3f")]
             parts.append(f"<tr><td>{esc(model['name'])}</td><td>{direction[0]} &rarr; "
                          f"{direction[-1]}</td><td class='num'>{m['n']}</td>"
@@ -474,17 +518,22 @@ def render_html(report: dict, models: list[ModelEntry], sets, pair_stems) -> str
     for split in ("test", "train"):
         for direction, (src, dst) in DIRECTION_DOMAINS.items():
             stems = sets[(split, src)].stems
-            if not stems:
+            shown = [m for m in models if direction in m.directions]
+            if not stems or not shown:
                 continue
             has_target = any(s in pair_stems[split] for s in stems)
             parts.append(f"<h2>{split.capitalize()} images: {src} &rarr; {dst}</h2>")
+            if len(shown) < len(models):
+                parts.append(f"<p class='note'>Without a {direction} generator, not shown: "
+                             + ", ".join(esc(m.name) for m in models if m not in shown)
+                             + ".</p>")
             parts.append("<table class='grid'><tr><th>input</th>"
-                         + "".join(f"<th>{esc(m.name)}</th>" for m in models)
+                         + "".join(f"<th>{esc(m.name)}</th>" for m in shown)
                          + ("<th>paired target</th>" if has_target else "") + "</tr>")
             for stem in stems:
                 name = quote(_file_name(stem))
                 cells = [f"images/real/{split}/{src}/{name}"]
-                cells += [f"images/{quote(m.slug)}/{split}/{direction}/{name}" for m in models]
+                cells += [f"images/{quote(m.slug)}/{split}/{direction}/{name}" for m in shown]
                 row = "".join(f"<td><img src='{c}' alt='{esc(stem)}' loading='eager'></td>"
                               for c in cells)
                 if has_target:
@@ -492,7 +541,7 @@ def render_html(report: dict, models: list[ModelEntry], sets, pair_stems) -> str
                             f"alt='target {esc(stem)}'></td>" if stem in pair_stems[split]
                             else "<td></td>")
                 parts.append(f"<tr>{row}</tr><tr><td class='caption' colspan='"
-                             f"{len(models) + 1 + has_target}'>{esc(stem)}</td></tr>")
+                             f"{len(shown) + 1 + has_target}'>{esc(stem)}</td></tr>")
             parts.append("</table>")
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -123,7 +123,9 @@ def _items(path: Path, data: dict, cls) -> list:
 
 def load_manifest(study_dir, directions=("AtoB", "BtoA")) -> Manifest:
     """STUDY/rating_manifest.json as a Manifest. A translation study keeps the items of
-    `directions` (the caricature seed rated photo -> caricature only: ("AtoB",))."""
+    `directions` (the caricature seed rated photo -> caricature only: ("AtoB",)) and the
+    models that have items among them (a one-direction model, CUT, is no system of a BtoA
+    study, so the raters' anonymous labels cover only the systems they see)."""
     root = Path(study_dir)
     path = root / MANIFEST
     data = _read(path)
@@ -153,7 +155,8 @@ def load_manifest(study_dir, directions=("AtoB", "BtoA")) -> Manifest:
             items[item.id] = item
     if not items:
         raise RatingError(f"{path} lists no items for the directions {', '.join(directions)}")
-    return Manifest(root, kind, items, models=list(models))
+    rated = {i.model for i in items.values()}
+    return Manifest(root, kind, items, models=[m for m in models if m in rated])
 
 
 def write_word_manifest(study_dir) -> Manifest:
