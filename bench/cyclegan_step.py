@@ -34,6 +34,8 @@ import time
 from absl import app, flags
 
 import tfstyle  # noqa: F401  (before TensorFlow: sets the CPU kernel options)
+import step_timing  # bench/, beside this script
+from step_timing import median, timed
 
 flags.DEFINE_list("sizes", ["64"], "Crop sizes to measure.")
 flags.DEFINE_list("precisions", ["none"], "Mixed precision settings: none, bfloat16, float16.")
@@ -121,19 +123,6 @@ def build_step(size, precision, jit, root, work):
     return step, model, config
 
 
-def timed(step, n):
-    walls, cpus = [], []
-    for _ in range(n):
-        wall, cpu = time.perf_counter(), time.process_time()
-        step()
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return walls, cpus
-
-
-def median(values):
-    return sorted(values)[len(values) // 2]
-
 
 def device_text(model, threads):
     import tensorflow as tf
@@ -160,13 +149,7 @@ def serve():
     info = (f"tfstyle, XLA {'on' if config.jit_compile else 'off'}"
             f"{'' if FLAGS.jit[0] != 'auto' else ' (auto)'}, {FLAGS.precisions[0]}, "
             f"{device_text(model, threads)}")
-    print(json.dumps({"ready": info}), flush=True)
-    for line in sys.stdin:
-        words = line.split()
-        if not words or words[0] == "QUIT":
-            break
-        walls, cpus = timed(step, int(words[1]))
-        print(json.dumps({"wall": walls, "cpu": cpus}), flush=True)
+    step_timing.serve(step, info)
 
 
 class Worker:

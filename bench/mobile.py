@@ -48,6 +48,9 @@ flags.DEFINE_integer("threads", 0, "LiteRT threads (0: all cores).", lower_bound
 flags.DEFINE_boolean("reuse_exports", False, "Time the exports already in --work_dir instead "
                      "of exporting again.")
 flags.DEFINE_string("markdown_out", None, "Also write the tables to this file.")
+flags.DEFINE_string("known_truth", None, "Instead: score the teacher and students, trained on "
+                    "this known-truth task (bench/quality.py's OUT/task_PRESET), against its "
+                    "truth, and the students against the teacher on its test tiles.")
 
 MAC_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "FULLY_CONNECTED", "BATCH_MATMUL")
 
@@ -178,6 +181,47 @@ def agreement(teacher, student, images) -> dict:
             "ssim": metrics.mean_ssim(ours, theirs), "images": len(images)}
 
 
+def known_truth_result(dirs: list[Path], direction: str, root: Path) -> dict:
+    """Known-truth scores (tfstyle.evaluation.known_truth) of each model on the task's test
+    tiles, and each student's agreement with the teacher there."""
+    from tfstyle.core.images import to_model_range, to_uint8
+    from tfstyle.cyclegan.generators import load_generator
+    from tfstyle.evaluation import known_truth, metrics
+
+    test = known_truth.load_test_set(root)
+    outputs = {}
+    for d in dirs:
+        g = load_generator(d, direction)
+        outputs[d.name] = np.concatenate([to_uint8(g(to_model_range(test.inputs[i:i + 16])))
+                                          for i in range(0, len(test.inputs), 16)])
+    teacher = outputs[dirs[0].name]
+    return {"task": str(root), "tiles": len(test.inputs),
+            "scores": {n: known_truth.scores(test.inputs, o, test.truths)
+                       for n, o in outputs.items()},
+            "agreement": {n: {"psnr_db": metrics.mean_of(metrics.psnr, list(o), list(teacher)),
+                              "ssim": metrics.mean_ssim(list(o), list(teacher))}
+                          for n, o in outputs.items() if n != dirs[0].name}}
+
+
+def known_truth_table(result: dict) -> str:
+    scores = result["scores"]
+    teacher = next(iter(scores))
+    lines = [f"Known-truth task {result['task']} ({result['tiles']} test tiles): closed gap "
+             "1 - L1(G(x), truth) / L1(x, truth), PSNR and SSIM against the truth.", "",
+             "| model | closed gap | of the teacher's | PSNR (dB) | SSIM | PSNR / SSIM vs "
+             "teacher |", "|---|---:|---:|---:|---:|---|"]
+    for name, s in scores.items():
+        share = s["closed_gap"] / scores[teacher]["closed_gap"]
+        agree = result["agreement"].get(name)
+        vs = f"{agree['psnr_db']:.2f} dB / {agree['ssim']:.3f}" if agree else ""
+        lines.append(f"| {name} | {s['closed_gap']:.3f} | {share:.2f} | {s['psnr']:.2f} | "
+                     f"{s['ssim']:.3f} | {vs} |")
+    first = scores[teacher]
+    lines.append(f"\nDoing nothing (the input itself): PSNR {first['psnr_input']:.2f} dB, SSIM "
+                 f"{first['ssim_input']:.3f} (closed gap 0).")
+    return "\n".join(lines) + "\n"
+
+
 def tables(result: dict) -> str:
     models, teacher = result["models"], result["models"][0]
     lines = [(f"Machine: {result['cpus']} CPUs; LiteRT threads {result['threads']}; "
@@ -238,6 +282,15 @@ def main(argv):
     names = [d.name for d in dirs]
     if len(set(names)) != len(names):
         raise app.UsageError(f"model dirs need distinct names, got {names}")
+    if FLAGS.known_truth:
+        result = known_truth_result(dirs, FLAGS.direction, Path(FLAGS.known_truth))
+        text = known_truth_table(result)
+        print(text)
+        work.mkdir(parents=True, exist_ok=True)
+        (work / "known_truth.json").write_text(json.dumps(result, indent=2))
+        if FLAGS.markdown_out:
+            Path(FLAGS.markdown_out).write_text(text)
+        return
     models = [describe(d, FLAGS.direction, work / d.name) for d in dirs]
     source = FLAGS.direction[0]
     folder = Path(load_info(dirs[0])["dataroot"]) / f"test{source}"

@@ -18,11 +18,11 @@ rounds of it with rounds of ours: after building and warming up it prints one JS
 """
 
 import argparse
-import json
 import os
 import sys
-import time
 import types
+
+from step_timing import median, serve, timed  # bench/, beside this script
 
 
 def parse_args(argv=None):
@@ -80,26 +80,6 @@ def build(args):
     return torch, step
 
 
-def timed(step, n):
-    walls, cpus = [], []
-    for _ in range(n):
-        wall, cpu = time.perf_counter(), time.process_time()
-        step()
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return walls, cpus
-
-
-def serve(step, info):
-    """The worker protocol of bench/cyclegan_step.py (see the module docstring)."""
-    print(json.dumps({"ready": info}), flush=True)
-    for line in sys.stdin:
-        words = line.split()
-        if not words or words[0] == "QUIT":
-            break
-        walls, cpus = timed(step, int(words[1]))
-        print(json.dumps({"wall": walls, "cpu": cpus}), flush=True)
-
 
 def main():
     args = parse_args()
@@ -111,7 +91,6 @@ def main():
         serve(step, info)
         return
     walls, cpus = timed(step, args.steps)
-    median = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
     print(f"| PyTorch {torch.__version__} reference | {args.size} | {torch.get_num_threads()} "
           f"| {median(walls):.3f} | {median(cpus):.3f} |")
 

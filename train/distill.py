@@ -17,23 +17,17 @@ import sys
 
 from absl import app, logging
 
-from tfstyle.core.config import define_flags, from_flags
+from tfstyle.core.config import define_flags, run_job
 from tfstyle.cyclegan.distill import DistillConfig
 
 define_flags(DistillConfig)
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    config, flags_text = from_flags(DistillConfig)
     from tfstyle.core.training import RUN_ERRORS
     from tfstyle.cyclegan.distill import TeacherError, train
-    try:
-        summary = train(config, flags_text=flags_text)
-    except (*RUN_ERRORS, TeacherError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    config, summary = run_job(argv, DistillConfig, lambda c, text: train(c, flags_text=text),
+                              (*RUN_ERRORS, TeacherError))
     logging.info("done: %s", {k: v for k, v in summary.items() if k != "skipped"})
     print(f"\nDistilled {summary['steps']} steps ({summary['epochs']} epochs) in "
           f"{summary['seconds']:.0f} s; {len(summary['skipped'])} files skipped"

@@ -425,6 +425,23 @@ class StepHooks:
         return losses
 
 
+def run_epoch(model, strategy, dataset_fn, hooks: StepHooks, step: int, last_step: int,
+              epoch: int, losses: dict) -> tuple[int, dict]:
+    """The steps of one epoch (or of its rest) of a trainer's loop: model.train_step on each
+    distributed batch of dataset_fn(input_context); after each, the model's data position
+    (step_in_epoch, where the model keeps one) before `hooks` may checkpoint it; stops at
+    `last_step`. Returns the step reached and the losses last returned by `hooks`."""
+    for batch in strategy.distribute_datasets_from_function(dataset_fn):
+        out = model.train_step(batch)
+        step += 1
+        if hasattr(model, "step_in_epoch"):
+            model.step_in_epoch.assign_add(1)  # before a checkpoint: the data position
+        losses = hooks(step, out, model.global_batch, {"epoch": epoch + 1})
+        if step >= last_step:
+            break
+    return step, losses
+
+
 def summary_writer(model_dir, chief: bool):
     """A TensorBoard writer for MODEL_DIR/logs on the chief, a no-op writer elsewhere."""
     if not chief:

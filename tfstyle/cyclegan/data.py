@@ -154,7 +154,36 @@ class EpochPlan:
     b_flip: np.ndarray
 
 
-class UnalignedData:
+def crop_flip(images: np.ndarray, index, offset, flip, crop: int) -> np.ndarray:
+    """uint8 [len(index), crop, crop, 3]: images[i] cut at (top, left) = offset, mirrored
+    left-right where flip."""
+    out = np.empty((len(index), crop, crop, 3), np.uint8)
+    for k, (i, (top, left), f) in enumerate(zip(index, offset, flip)):
+        patch = images[i, top:top + crop, left:left + crop]
+        out[k] = patch[:, ::-1] if f else patch
+    return out
+
+
+class EpochSlots:
+    """Cached square images cut into an epoch of `epoch_size` slots, each a random crop and
+    flip drawn from (seed, epoch); subclasses set epoch_size and plan the epoch."""
+    epoch_size: int
+
+    def __init__(self, load_size: int, crop_size: int, seed: int):
+        if crop_size > load_size:
+            raise DataError(f"crop_size {crop_size} is larger than load_size {load_size}")
+        self.crop_size, self.seed = crop_size, seed
+        self.span = load_size - crop_size + 1  # crop offsets drawn from [0, span)
+
+    def steps_per_epoch(self, global_batch: int) -> int:
+        steps = self.epoch_size // global_batch
+        if steps == 0:
+            raise DataError(f"an epoch has {self.epoch_size} images, fewer than the global batch "
+                            f"size {global_batch}")
+        return steps
+
+
+class UnalignedData(EpochSlots):
     """Two domains sampled as the official CycleGAN does: an epoch has max(|A|, |B|) slots,
     A goes through a shuffled order (wrapping around), B is drawn at random independently.
     With `paired=True` (Cyclepix), A and B images with the same file stem form pairs that
@@ -162,11 +191,8 @@ class UnalignedData:
 
     def __init__(self, domain_a: Domain, domain_b: Domain, crop_size: int, seed: int,
                  paired: bool = False):
-        self.a, self.b = domain_a, domain_b
-        self.crop_size, self.seed, self.paired = crop_size, seed, paired
-        load = domain_a.images.shape[1]
-        if crop_size > load:
-            raise DataError(f"crop_size {crop_size} is larger than load_size {load}")
+        super().__init__(domain_a.images.shape[1], crop_size, seed)
+        self.a, self.b, self.paired = domain_a, domain_b, paired
         if paired:
             stems_b = {Path(n).stem: i for i, n in enumerate(domain_b.names)}
             self.pairs = np.array([(i, stems_b[Path(n).stem]) for i, n in enumerate(domain_a.names)
@@ -182,13 +208,6 @@ class UnalignedData:
         else:
             self.epoch_size = max(len(domain_a), len(domain_b))
 
-    def steps_per_epoch(self, global_batch: int) -> int:
-        steps = self.epoch_size // global_batch
-        if steps == 0:
-            raise DataError(f"an epoch has {self.epoch_size} images, fewer than the global batch "
-                            f"size {global_batch}")
-        return steps
-
     def plan(self, epoch: int) -> EpochPlan:
         rng = np.random.default_rng([self.seed, epoch])
         n = self.epoch_size
@@ -198,7 +217,7 @@ class UnalignedData:
         else:
             a_index = rng.permutation(n) % len(self.a)
             b_index = rng.integers(0, len(self.b), n)
-        span = self.a.images.shape[1] - self.crop_size + 1
+        span = self.span
         a_offset = rng.integers(0, span, (n, 2))
         a_flip = rng.random(n) < 0.5
         if self.paired:
@@ -206,14 +225,6 @@ class UnalignedData:
         else:
             b_offset, b_flip = rng.integers(0, span, (n, 2)), rng.random(n) < 0.5
         return EpochPlan(a_index, b_index, a_offset, b_offset, a_flip, b_flip)
-
-    def _crop(self, images, index, offset, flip):
-        c = self.crop_size
-        out = np.empty((len(index), c, c, 3), np.uint8)
-        for k, (i, (top, left), f) in enumerate(zip(index, offset, flip)):
-            patch = images[i, top:top + c, left:left + c]
-            out[k] = patch[:, ::-1] if f else patch
-        return out
 
     def dataset(self, epoch: int, start_step: int, global_batch: int,
                 input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
@@ -227,11 +238,11 @@ class UnalignedData:
         p = self.plan(epoch)
 
         def load(batch_slots):
-            a = self._crop(self.a.images, p.a_index[batch_slots], p.a_offset[batch_slots],
-                           p.a_flip[batch_slots])
-            b = self._crop(self.b.images, p.b_index[batch_slots], p.b_offset[batch_slots],
-                           p.b_flip[batch_slots])
-            return a, b
+            c = self.crop_size
+            return (crop_flip(self.a.images, p.a_index[batch_slots], p.a_offset[batch_slots],
+                              p.a_flip[batch_slots], c),
+                    crop_flip(self.b.images, p.b_index[batch_slots], p.b_offset[batch_slots],
+                              p.b_flip[batch_slots], c))
 
         def to_tensors(batch_slots):
             a, b = tf.numpy_function(load, [batch_slots], [tf.uint8, tf.uint8], stateful=False)

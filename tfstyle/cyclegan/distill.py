@@ -57,23 +57,23 @@ from tfstyle.core.training import (
     Checkpoints,
     FiniteGuard,
     Progress,
-    RunSettings,
     StepHooks,
+    run_epoch,
     start_run,
     summary_writer,
 )
 from tfstyle.cyclegan import generators, losses, translator
 from tfstyle.cyclegan.blocks import BLOCKS
-from tfstyle.cyclegan.data import Domain, load_domain
+from tfstyle.cyclegan.data import Domain, EpochSlots, crop_flip, load_domain
 from tfstyle.cyclegan.networks import PatchDiscriminator, ResnetGenerator
-from tfstyle.cyclegan.trainer import MAX_IMAGE_SIZE
+from tfstyle.cyclegan.trainer import GANRunSettings, generator_options
 
 SOURCE = {"AtoB": "A", "BtoA": "B"}
 
 # Settings that shape the checkpoints: a resumed run must keep them.
 RESUME_KEYS = ("teacher", "direction", "block", "ngf", "n_blocks", "norm_affine",
-               "se_reduction", "feature_layers", "ndf", "n_layers_d", "crop_size",
-               "batch_size", "seed")
+               "se_reduction", "upsample", "residual", "feature_layers", "ndf", "n_layers_d",
+               "crop_size", "batch_size", "seed")
 
 
 class TeacherError(ValueError):
@@ -81,7 +81,7 @@ class TeacherError(ValueError):
 
 
 @dataclass
-class DistillConfig(RunSettings):
+class DistillConfig(GANRunSettings):
     """Every setting of a distillation run; `python -m train.distill` has a flag for each."""
     teacher: str = setting("", "Model dir of the trained teacher (its generators/ hold "
                            "<direction>.keras and info.json).",
@@ -96,6 +96,10 @@ class DistillConfig(RunSettings):
     n_blocks: int = setting(9, "Student's residual blocks.", min=0, max=64)
     norm_affine: bool = setting(False, "Student's instance norm with scale/offset.")
     se_reduction: int = setting(16, "Squeeze-and-excitation reduction (se, mobile_se).", min=1)
+    upsample: str = setting("transpose", "Student's upsampling: transpose (official) or resize "
+                            "(nearest 2x + conv3x3, no checkerboard).",
+                            choices=ResnetGenerator.UPSAMPLING)
+    residual: bool = setting(False, "Student's output = input + tanh head (clipped).")
     feature_layers: int = setting(3, "Bottleneck activations distilled (evenly spaced over "
                                   "the blocks, through learned 1x1 maps); 0: none.", min=0,
                                   max=65)
@@ -104,52 +108,13 @@ class DistillConfig(RunSettings):
                                     "to the teacher activation's mean square).", min=0)
     lambda_gan: float = setting(1.0, "Weight of the GAN loss against the teacher's outputs "
                                 "(0: no discriminator training).", min=0)
-    gan_mode: str = setting("lsgan", "GAN objective.", choices=losses.GAN_MODES)
-    ndf: int = setting(64, "Discriminator filters in the first layer.", min=1, max=512)
-    n_layers_d: int = setting(3, "PatchGAN layers (3: 70x70 patches).", min=1, max=8)
-    load_size: int = setting(286, "Resize images to this square size.", min=1,
-                             max=MAX_IMAGE_SIZE)
-    crop_size: int = setting(256, "Random crop size (divisible by 4).", min=1,
-                             max=MAX_IMAGE_SIZE)
-    batch_size: int = setting(1, "Images per replica per step.", min=1, max=1024)
     epochs: int = setting(50, "Epochs at the initial learning rate.", min=0)
     decay_epochs: int = setting(50, "Epochs of linear learning-rate decay to 0 after "
                                 "--epochs.", min=0)
-    lr: float = setting(2e-4, "Adam learning rate.", above=0)
-    beta1: float = setting(0.5, "Adam beta_1.", min=0, below=1)
-    jit_compile: bool = setting(True, "Compile the per-replica forward/backward passes with "
-                                "XLA.")
     check_images: int = setting(50, "Held-out images (test<source>/) on which the student is "
                                 "checked against the teacher at the end (PSNR, SSIM).", min=0)
     num_samples: int = setting(8, "Of those, images written as [input | teacher | student] "
                                "strips.", min=0)
-    max_steps: int = setting(0, "Stop after this many steps in total (0: train all epochs).",
-                             min=0)
-
-    def validate(self):
-        self.need(self.epochs + self.decay_epochs >= 1, "epochs",
-                  "epochs + decay_epochs must be >= 1")
-        self.need(self.crop_size % 4 == 0, "crop_size",
-                  "must be divisible by 4 (the generators downsample twice)")
-        self.need(self.crop_size <= self.load_size, "crop_size",
-                  f"must not exceed --load_size={self.load_size}")
-        self.need(self.crop_size >= 2 ** (self.n_layers_d + 2), "crop_size",
-                  f"too small for a {self.n_layers_d}-layer PatchGAN (at least "
-                  f"{2 ** (self.n_layers_d + 2)})")
-
-    def lr_factor(self, epoch: int) -> float:
-        """Learning-rate multiplier during 0-based `epoch` (the official linear rule)."""
-        return 1.0 - max(0, epoch + 1 - self.epochs) / (self.decay_epochs + 1)
-
-    @property
-    def total_epochs(self) -> int:
-        return self.epochs + self.decay_epochs
-
-    @property
-    def block_options(self) -> dict:
-        """The options of the student's block type, from the fields of the same names."""
-        return {k: getattr(self, k) for k in BLOCKS[self.block].option_names
-                if hasattr(self, k)}
 
     @property
     def directions(self) -> tuple[str, ...]:
@@ -220,33 +185,23 @@ def resolve_dataroot(config: DistillConfig, teacher_info: dict) -> Path:
     return Path(root)
 
 
-class SourceImages:
+class SourceImages(EpochSlots):
     """The source-domain images of each direction, an epoch of max(|domain|) slots: each
     domain goes through its own shuffled order (wrapping around), with a random crop and
     flip per slot, all drawn from (seed, epoch), so a resumed run sees the same data and the
     replicas of a step together see the one-device global batch (as the CycleGAN data)."""
 
     def __init__(self, domains: list[Domain], crop_size: int, seed: int):
-        self.domains, self.crop_size, self.seed = domains, crop_size, seed
-        if crop_size > domains[0].images.shape[1]:
-            raise DataError(f"crop_size {crop_size} is larger than load_size "
-                            f"{domains[0].images.shape[1]}")
+        super().__init__(domains[0].images.shape[1], crop_size, seed)
+        self.domains = domains
         self.epoch_size = max(len(d) for d in domains)
-
-    def steps_per_epoch(self, global_batch: int) -> int:
-        steps = self.epoch_size // global_batch
-        if steps == 0:
-            raise DataError(f"an epoch has {self.epoch_size} images, fewer than the global batch "
-                            f"size {global_batch}")
-        return steps
 
     def plan(self, epoch: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """(index, crop offset, flip) of every slot, per domain."""
         rng = np.random.default_rng([self.seed, epoch])
-        span = self.domains[0].images.shape[1] - self.crop_size + 1
         n = self.epoch_size
-        return [(rng.permutation(n) % len(d), rng.integers(0, span, (n, 2)), rng.random(n) < 0.5)
-                for d in self.domains]
+        return [(rng.permutation(n) % len(d), rng.integers(0, self.span, (n, 2)),
+                 rng.random(n) < 0.5) for d in self.domains]
 
     def dataset(self, epoch: int, start_step: int, global_batch: int,
                 input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
@@ -255,18 +210,12 @@ class SourceImages:
         slots = replica_slots(self.steps_per_epoch(global_batch), global_batch, start_step,
                               input_context)
         shape = (slots.shape[1], self.crop_size, self.crop_size, 3)
-        plan, c = self.plan(epoch), self.crop_size
+        plan = self.plan(epoch)
 
         def load(batch_slots):
-            out = []
-            for domain, (index, offset, flip) in zip(self.domains, plan):
-                batch = np.empty(shape, np.uint8)
-                for k, s in enumerate(batch_slots):
-                    (top, left) = offset[s]
-                    patch = domain.images[index[s], top:top + c, left:left + c]
-                    batch[k] = patch[:, ::-1] if flip[s] else patch
-                out.append(batch)
-            return out
+            return [crop_flip(domain.images, index[batch_slots], offset[batch_slots],
+                              flip[batch_slots], self.crop_size)
+                    for domain, (index, offset, flip) in zip(self.domains, plan)]
 
         def to_tensors(batch_slots):
             batches = tf.numpy_function(load, [batch_slots], [tf.uint8] * len(self.domains),
@@ -292,8 +241,7 @@ class Distiller:
         with strategy.scope():
             for d in self.directions:
                 teacher = load_teacher(c.teacher, d)
-                student = ResnetGenerator(c.ngf, c.n_blocks, c.block, norm_affine=c.norm_affine,
-                                          block_options=c.block_options, name=f"student_{d}")
+                student = ResnetGenerator(**generator_options(c), name=f"student_{d}")
                 student.build(shape)
                 self.pairs[d] = feature_pairs(c.n_blocks, teacher.n_blocks, c.feature_layers)
                 maps = [conv2d(teacher.ngf * 4, 1, name=f"map{k + 1}_{d}")
@@ -508,15 +456,10 @@ def train(config: DistillConfig, strategy: tf.distribute.Strategy | None = None,
     while step < total_steps:
         epoch, start = int(model.epoch.numpy()), int(model.step_in_epoch.numpy())
         lr = model.set_learning_rate(epoch)
-        dataset = strategy.distribute_datasets_from_function(
-            lambda ctx, e=epoch, s=start: data.dataset(e, s, model.global_batch, ctx))
-        for batch in dataset:
-            out = model.train_step(batch)
-            step += 1
-            model.step_in_epoch.assign_add(1)  # before a checkpoint: the data position
-            losses_now = hooks(step, out, model.global_batch, {"epoch": epoch + 1})
-            if step >= total_steps:
-                break
+        step, losses_now = run_epoch(
+            model, strategy, lambda ctx, e=epoch, s=start: data.dataset(e, s, model.global_batch,
+                                                                       ctx),
+            hooks, step, total_steps, epoch, losses_now)
         if int(model.step_in_epoch.numpy()) >= steps_per_epoch:
             model.epoch.assign_add(1)
             model.step_in_epoch.assign(0)

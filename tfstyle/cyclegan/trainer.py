@@ -54,6 +54,7 @@ from tfstyle.core.training import (
     Progress,
     RunSettings,
     StepHooks,
+    run_epoch,
     start_run,
     summary_writer,
 )
@@ -78,29 +79,12 @@ POOL_BYTES = 8 * 2 ** 30
 
 
 @dataclass
-class CycleGANConfig(RunSettings):
-    """Every setting of a CycleGAN run; `python -m train.cyclegan` has a flag for each."""
-    dataroot: str = setting(
-        "", "Folder with trainA/ and trainB/ (optional testA/, testB/); 'synthetic' trains on "
-        "the built-in demo data.", required="give the folder holding trainA/ and trainB/ (or "
-        "'synthetic' for the built-in demo data)")
-    model: str = setting("cyclegan", "cyclegan: G and F with cycle losses; cut: CUT/FastCUT, "
-                         "G alone with the PatchNCE loss (writes generators/AtoB only; see "
-                         "tfstyle.cyclegan.cut).", choices=MODELS)
-    upsample: str = setting("transpose", "Generator upsampling: transpose (official) or "
-                            "resize (nearest resize + conv, no checkerboard).",
-                            choices=ResnetGenerator.UPSAMPLING)
-    residual: bool = setting(False, "Generator output = input + tanh head (clipped): starts "
-                             "as the identity.")
-    block: str = setting("resnet", "Residual block: " + ", ".join(
-        f"{name} ({b.label})" for name, b in BLOCKS.items()) + ".", choices=BLOCKS)
-    ngf: int = setting(64, "Generator filters in the first layer.", min=1, max=512)
+class GANRunSettings(RunSettings):
+    """What the wing's GAN trainers (train.cyclegan, train.distill) share: the discriminator,
+    the crops, the epoch schedule with its linear decay, Adam, XLA and the step limit."""
     ndf: int = setting(64, "Discriminator filters in the first layer.", min=1, max=512)
-    n_blocks: int = setting(9, "Residual blocks (9 at 256 px, 6 at 128).", min=0, max=64)
     n_layers_d: int = setting(3, "PatchGAN layers (3: 70x70 patches).", min=1, max=8)
-    norm_affine: bool = setting(False, "Instance norm with scale/offset.")
-    pam_kv_pool: int = setting(1, "CycleDA: pool keys/values of the position attention by "
-                               "this factor.", min=1)
+    gan_mode: str = setting("lsgan", "GAN objective.", choices=losses.GAN_MODES)
     load_size: int = setting(286, "Resize images to this square size.", min=1,
                              max=MAX_IMAGE_SIZE)
     crop_size: int = setting(256, "Random crop size (divisible by 4).", min=1,
@@ -110,29 +94,10 @@ class CycleGANConfig(RunSettings):
     decay_epochs: int = setting(100, "Epochs of linear learning-rate decay to 0 after "
                                 "--epochs.", min=0)
     lr: float = setting(2e-4, "Adam learning rate.", above=0)
-    lr_d: float = setting(0.0, "Discriminators' learning rate (TTUR); 0: --lr.", min=0)
     beta1: float = setting(0.5, "Adam beta_1.", min=0, below=1)
-    gan_mode: str = setting("lsgan", "GAN objective.", choices=losses.GAN_MODES)
-    lambda_cycle: float = setting(10.0, "Weight of the cycle losses.", min=0)
-    lambda_identity: float = setting(0.5, "Identity loss weight, relative to --lambda_cycle "
-                                     "(0 disables it).", min=0)
-    paired_l1: float = setting(0.0, "Cyclepix: weight of an L1 loss to the paired target "
-                               "(files with the same name in trainA/ and trainB/); 0 disables "
-                               "it.", min=0)
-    pool_size: int = setting(50, "Image pool size (0 disables it; CUT has none).", min=0,
-                             max=10_000)
-    lambda_nce: float = setting(1.0, "CUT: weight of the PatchNCE loss (FastCUT: 10).", min=0)
-    nce_idt: bool = setting(True, "CUT: PatchNCE also on G(b) vs b (FastCUT: false).")
-    num_patches: int = setting(256, "CUT: positions drawn per PatchNCE layer.", min=1,
-                               max=65_536)
-    nce_temperature: float = setting(0.07, "CUT: PatchNCE temperature.", above=0)
-    mixed_precision: str = setting("none", "Mixed precision policy (float16 uses loss "
-                                   "scaling).", choices=tuple(MIXED_PRECISION))
     jit_compile: bool = setting(None, "Compile the per-replica forward/backward passes with "
                                 "XLA; unset: on with a GPU, off on a CPU, where it is slower "
                                 "(docs/benchmarks.md).")
-    num_samples: int = setting(8, "Test images translated per direction at the end of each "
-                               "epoch.", min=0)
     max_steps: int = setting(0, "Stop after this many steps in total (0: train all epochs).",
                              min=0)
 
@@ -140,18 +105,12 @@ class CycleGANConfig(RunSettings):
         self.need(self.epochs + self.decay_epochs >= 1, "epochs",
                   "epochs + decay_epochs must be >= 1")
         self.need(self.crop_size % 4 == 0, "crop_size",
-                  "must be divisible by 4 (the generator downsamples twice)")
+                  "must be divisible by 4 (the generators downsample twice)")
         self.need(self.crop_size <= self.load_size, "crop_size",
                   f"must not exceed --load_size={self.load_size}")
         self.need(self.crop_size >= 2 ** (self.n_layers_d + 2), "crop_size",
                   f"too small for a {self.n_layers_d}-layer PatchGAN (at least "
                   f"{2 ** (self.n_layers_d + 2)})")
-        self.need(self.model == "cyclegan" or self.paired_l1 == 0, "paired_l1",
-                  "is a CycleGAN loss (use --model=cyclegan)")
-        pool_bytes = 2 * self.pool_size * self.crop_size ** 2 * 3 * 4
-        self.need(pool_bytes <= POOL_BYTES, "pool_size",
-                  f"the two pools of {self.crop_size}px images would take "
-                  f"{pool_bytes / 2 ** 30:.1f} GiB (at most {POOL_BYTES // 2 ** 30})")
 
     @property
     def block_options(self) -> dict:
@@ -168,12 +127,64 @@ class CycleGANConfig(RunSettings):
         return self.epochs + self.decay_epochs
 
 
+@dataclass
+class CycleGANConfig(GANRunSettings):
+    """Every setting of a CycleGAN run; `python -m train.cyclegan` has a flag for each."""
+    dataroot: str = setting(
+        "", "Folder with trainA/ and trainB/ (optional testA/, testB/); 'synthetic' trains on "
+        "the built-in demo data.", required="give the folder holding trainA/ and trainB/ (or "
+        "'synthetic' for the built-in demo data)")
+    model: str = setting("cyclegan", "cyclegan: G and F with cycle losses; cut: CUT/FastCUT, "
+                         "G alone with the PatchNCE loss (writes generators/AtoB only; see "
+                         "tfstyle.cyclegan.cut).", choices=MODELS)
+    upsample: str = setting("transpose", "Generator upsampling: transpose (official) or "
+                            "resize (nearest resize + conv, no checkerboard).",
+                            choices=ResnetGenerator.UPSAMPLING)
+    residual: bool = setting(False, "Generator output = input + tanh head (clipped): starts "
+                             "as the identity.")
+    block: str = setting("resnet", "Residual block: " + ", ".join(
+        f"{name} ({b.label})" for name, b in BLOCKS.items()) + ".", choices=BLOCKS)
+    ngf: int = setting(64, "Generator filters in the first layer.", min=1, max=512)
+    n_blocks: int = setting(9, "Residual blocks (9 at 256 px, 6 at 128).", min=0, max=64)
+    norm_affine: bool = setting(False, "Instance norm with scale/offset.")
+    pam_kv_pool: int = setting(1, "CycleDA: pool keys/values of the position attention by "
+                               "this factor.", min=1)
+    lr_d: float = setting(0.0, "Discriminators' learning rate (TTUR); 0: --lr.", min=0)
+    lambda_cycle: float = setting(10.0, "Weight of the cycle losses.", min=0)
+    lambda_identity: float = setting(0.5, "Identity loss weight, relative to --lambda_cycle "
+                                     "(0 disables it).", min=0)
+    paired_l1: float = setting(0.0, "Cyclepix: weight of an L1 loss to the paired target "
+                               "(files with the same name in trainA/ and trainB/); 0 disables "
+                               "it.", min=0)
+    pool_size: int = setting(50, "Image pool size (0 disables it; CUT has none).", min=0,
+                             max=10_000)
+    lambda_nce: float = setting(1.0, "CUT: weight of the PatchNCE loss (FastCUT: 10).", min=0)
+    nce_idt: bool = setting(True, "CUT: PatchNCE also on G(b) vs b (FastCUT: false).")
+    num_patches: int = setting(256, "CUT: positions drawn per PatchNCE layer.", min=1,
+                               max=65_536)
+    nce_temperature: float = setting(0.07, "CUT: PatchNCE temperature.", above=0)
+    mixed_precision: str = setting("none", "Mixed precision policy (float16 uses loss "
+                                   "scaling).", choices=tuple(MIXED_PRECISION))
+    num_samples: int = setting(8, "Test images translated per direction at the end of each "
+                               "epoch.", min=0)
+
+    def validate(self):
+        super().validate()
+        self.need(self.model == "cyclegan" or self.paired_l1 == 0, "paired_l1",
+                  "is a CycleGAN loss (use --model=cyclegan)")
+        pool_bytes = 2 * self.pool_size * self.crop_size ** 2 * 3 * 4
+        self.need(pool_bytes <= POOL_BYTES, "pool_size",
+                  f"the two pools of {self.crop_size}px images would take "
+                  f"{pool_bytes / 2 ** 30:.1f} GiB (at most {POOL_BYTES // 2 ** 30})")
+
+
 def _set_policy(name):
     keras.mixed_precision.set_dtype_policy(name)
 
 
-def generator_options(c: CycleGANConfig) -> dict:
-    """The ResnetGenerator arguments of a run's settings."""
+def generator_options(c: GANRunSettings) -> dict:
+    """The ResnetGenerator arguments of a run's settings (a CycleGAN's generators, a
+    distillation's student)."""
     return dict(ngf=c.ngf, n_blocks=c.n_blocks, block=c.block, norm_affine=c.norm_affine,
                 block_options=c.block_options, upsample=c.upsample, residual=c.residual)
 
@@ -473,15 +484,10 @@ def train(config: CycleGANConfig, strategy: tf.distribute.Strategy | None = None
         epoch, start = int(model.epoch.numpy()), int(model.step_in_epoch.numpy())
         epoch_started, epoch_first_step = time.perf_counter(), step
         lr = model.set_learning_rate(epoch)
-        dataset = strategy.distribute_datasets_from_function(
-            lambda ctx, e=epoch, s=start: data.dataset(e, s, model.global_batch, ctx))
-        for batch in dataset:
-            out = model.train_step(batch)
-            step += 1
-            model.step_in_epoch.assign_add(1)  # before a checkpoint: the data position
-            losses_now = hooks(step, out, model.global_batch, {"epoch": epoch + 1})
-            if step >= total_steps:
-                break
+        step, losses_now = run_epoch(
+            model, strategy, lambda ctx, e=epoch, s=start: data.dataset(e, s, model.global_batch,
+                                                                       ctx),
+            hooks, step, total_steps, epoch, losses_now)
         epoch_done = int(model.step_in_epoch.numpy()) >= steps_per_epoch
         if epoch_done:
             seconds = time.perf_counter() - epoch_started

@@ -13,6 +13,7 @@ Adding a format is one subclass of ExportFormat, added to FORMATS.
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import io
 import os
@@ -59,7 +60,7 @@ def _decode_png(data: bytes) -> np.ndarray:
         return np.asarray(image.convert("RGB"))
 
 
-class ExportFormat:
+class ExportFormat(abc.ABC):
     """One kind of artifact (see the module docstring)."""
 
     kind = ""
@@ -69,23 +70,23 @@ class ExportFormat:
         self.thresholds = thresholds  # {"generator" | "stylizer": {variant: dB}}
 
     @staticmethod
+    @abc.abstractmethod
     def wanted(options: ExportOptions) -> bool:
         """Whether the options ask for this format at all."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def candidates(self, target: Target) -> list[Candidate]:
         """The artifacts made of `target`; ExportError if one cannot be made (called for
         every target before anything is written)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def write(self, candidate: Candidate) -> None:
         """Write the artifact to candidate.work."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def check(self, candidate: Candidate) -> float | None:
         """Compare the written artifact with the Keras model; fill candidate.entry; return
         the PSNR (dB, None when not finite) that candidate.threshold applies to."""
-        raise NotImplementedError
 
     def _candidate(self, target: Target, variant: str, artifact: str) -> Candidate:
         entry = {"artifact": artifact, "kind": self.kind, "variant": variant,

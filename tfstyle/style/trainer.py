@@ -57,6 +57,7 @@ from tfstyle.core.training import (
     Progress,
     RunSettings,
     StepHooks,
+    run_epoch,
     checkpoints_on_disk,
     start_run,
     summary_writer,
@@ -356,14 +357,10 @@ def train(config: AutoencoderConfig, strategy: tf.distribute.Strategy | None = N
     started = time.perf_counter()
     while step < c.steps:
         epoch, start = divmod(step, steps_per_epoch)
-        dataset = strategy.distribute_datasets_from_function(
-            lambda ctx, e=epoch, s=start: data.dataset(e, s, trainer.global_batch, ctx))
-        for batch in dataset:
-            out = trainer.train_step(batch)
-            step += 1
-            losses_now = hooks(step, out, trainer.global_batch, {"epoch": epoch + 1})
-            if step >= c.steps:
-                break
+        step, losses_now = run_epoch(
+            trainer, strategy,
+            lambda ctx, e=epoch, s=start: data.dataset(e, s, trainer.global_batch, ctx),
+            hooks, step, c.steps, epoch, losses_now)
     checkpoints.save(step)
     writer.flush()
 
