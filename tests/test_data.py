@@ -1,5 +1,6 @@
 """Image reading, domain loading (skip and count bad files), epoch plans and the image pool."""
 
+import dataclasses
 import io
 
 import numpy as np
@@ -128,6 +129,30 @@ def test_replica_slices_add_up_to_the_global_batch(tmp_path):
     resumed = [x for x, _ in data.dataset(0, 1, global_batch=4)]
     np.testing.assert_array_equal(resumed[0], whole[1])
     assert float(tf.reduce_min(whole[0])) >= -1 and float(tf.reduce_max(whole[0])) <= 1
+
+
+def test_batches_are_the_planned_crops_and_flips(tmp_path):
+    rng = np.random.default_rng(0)
+    a, b = two_domains(tmp_path, n_a=6, n_b=4)
+    a = dataclasses.replace(a, images=rng.integers(0, 256, a.images.shape, dtype=np.uint8))
+    b = dataclasses.replace(b, images=rng.integers(0, 256, b.images.shape, dtype=np.uint8))
+    data = UnalignedData(a, b, crop_size=8, seed=5)
+    dataset = data.dataset(1, 0, global_batch=3)
+    p, seen = data.plan(1), 0
+    for batch_a, batch_b in dataset:
+        for k in range(3):
+            s = seen + k
+            for batch, images, index, offset, flip in (
+                    (batch_a, a.images, p.a_index, p.a_offset, p.a_flip),
+                    (batch_b, b.images, p.b_index, p.b_offset, p.b_flip)):
+                top, left = offset[s]
+                want = images[index[s], top:top + 8, left:left + 8]
+                want = want[:, ::-1] if flip[s] else want
+                got = np.round((batch[k].numpy() + 1) * 127.5).astype(np.uint8)
+                np.testing.assert_array_equal(got, want)
+        seen += 3
+    flips = np.concatenate([p.a_flip, p.b_flip])
+    assert seen == 6 and flips.any() and not flips.all()
 
 
 def test_paired_data_shares_crops_and_matches_names(tmp_path):

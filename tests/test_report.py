@@ -46,6 +46,19 @@ def make_model(model_dir, block, dataroot, seed, logs=True, directions=generator
     return Path(model_dir)
 
 
+def run_evaluate(dirs, data, out):
+    """`python -m tfstyle.evaluate` on tiny settings (random InceptionV3 weights); it must
+    succeed."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run(
+        [sys.executable, "-m", "tfstyle.evaluate", *[f"--model_dir={d}" for d in dirs],
+         f"--dataroot={data}", f"--out={out}", "--inception_weights=random",
+         "--inception_size=75", "--num_train=2", "--kid_subsets=10"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
 @pytest.fixture(scope="module")
 def cli_report(tmp_path_factory):
     """The report of three tiny models, built by the CLI with random InceptionV3 weights."""
@@ -54,13 +67,7 @@ def cli_report(tmp_path_factory):
     dirs = [make_model(tmp / "runs" / name, block, data, seed=i, logs=name != "caricature_da")
             for i, (name, block) in enumerate(BLOCKS)]
     out = tmp / "out"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.run(
-        [sys.executable, "-m", "tfstyle.evaluate", *[f"--model_dir={d}" for d in dirs],
-         f"--dataroot={data}", f"--out={out}", "--inception_weights=random",
-         "--inception_size=75", "--num_train=2", "--kid_subsets=10"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_evaluate(dirs, data, out)
     return {"out": out, "data": data, "dirs": dirs, "stdout": proc.stdout}
 
 
@@ -240,13 +247,7 @@ def test_one_direction_models_beside_a_cyclegan(tmp_path):
             make_model(runs / "student", "resnet", data, seed=2, logs=False,
                        directions=("BtoA",), distilled_from={"model_dir": str(runs / "x")})]
     out = tmp_path / "out"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.run(
-        [sys.executable, "-m", "tfstyle.evaluate", *[f"--model_dir={d}" for d in dirs],
-         f"--dataroot={data}", f"--out={out}", "--inception_weights=random",
-         "--inception_size=75", "--num_train=2", "--kid_subsets=10"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_evaluate(dirs, data, out)
     names = ["cyclegan (CycleGAN)", "fastcut (FastCUT)", "student (CycleGAN, distilled)"]
     rows = {n: [line for line in proc.stdout.splitlines() if line.startswith(n)] for n in names}
     assert [len(rows[n]) for n in names] == [2, 1, 1]

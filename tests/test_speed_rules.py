@@ -23,6 +23,7 @@ from absl import flags
 
 from tfstyle.core import layers
 from tfstyle.core.config import define_flags, from_flags
+from tfstyle.core import training
 from tfstyle.core.training import FiniteGuard, FusedAdam
 from tfstyle.cyclegan import losses
 from tfstyle.cyclegan.networks import ResnetGenerator
@@ -162,6 +163,35 @@ def test_fused_adam_follows_keras_adam_and_reads_its_checkpoints(tmp_path):
     resumed, _ = run(FusedAdam, grads[3:], start=path)
     for a, b in zip(keras_weights, resumed):
         np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_epoch_iterators_are_kept_and_the_data_position_advances():
+    """Tearing a tf.data iterator down stalled the loop for 10-60 s at the end of most epochs
+    (TF 2.21): run_epoch keeps each epoch's iterator; the data position still advances."""
+
+    class Model:
+        global_batch = 2
+        step_in_epoch = tf.Variable(0)
+
+        def train_step(self, batch):
+            return {"loss": tf.reduce_mean(batch)}
+
+    model, kept = Model(), len(training._EPOCH_ITERATORS)
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    seen = []
+
+    def hooks(step, out, images, shown):
+        seen.append((step, shown["epoch"]))
+        return {k: float(v) for k, v in out.items()}
+
+    def dataset_fn(ctx):
+        return tf.data.Dataset.range(6).map(lambda i: tf.cast(i, tf.float32)).batch(2)
+
+    step, losses = training.run_epoch(model, strategy, dataset_fn, hooks, 0, 100, 0, {})
+    assert step == 3 and losses == {"loss": 4.5} and int(model.step_in_epoch.numpy()) == 3
+    step, _ = training.run_epoch(model, strategy, dataset_fn, hooks, step, 5, 1, losses)
+    assert step == 5 and seen[-1] == (5, 2)  # stops at the last step
+    assert len(training._EPOCH_ITERATORS) == kept + 2
 
 
 def test_image_pool_writes_one_image_in_place():

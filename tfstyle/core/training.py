@@ -425,13 +425,21 @@ class StepHooks:
         return losses
 
 
+# Every epoch's input iterator. Tearing a tf.data iterator down (TF 2.21) blocked the
+# training loop for 10-60 s at the end of most epochs (docs/benchmarks.md, "A whole
+# training"); a finished iterator holds no batches, so they are kept until the process ends.
+_EPOCH_ITERATORS: list = []
+
+
 def run_epoch(model, strategy, dataset_fn, hooks: StepHooks, step: int, last_step: int,
               epoch: int, losses: dict) -> tuple[int, dict]:
     """The steps of one epoch (or of its rest) of a trainer's loop: model.train_step on each
     distributed batch of dataset_fn(input_context); after each, the model's data position
     (step_in_epoch, where the model keeps one) before `hooks` may checkpoint it; stops at
     `last_step`. Returns the step reached and the losses last returned by `hooks`."""
-    for batch in strategy.distribute_datasets_from_function(dataset_fn):
+    batches = iter(strategy.distribute_datasets_from_function(dataset_fn))
+    _EPOCH_ITERATORS.append(batches)
+    for batch in batches:
         out = model.train_step(batch)
         step += 1
         if hasattr(model, "step_in_epoch"):

@@ -90,16 +90,10 @@ class DistillConfig(GANRunSettings):
                              "per direction.", choices=generators.DIRECTIONS + ("both",))
     dataroot: str = setting("", "Folder with train<source>/ (and test<source>/ for the held-out "
                             "check and samples); empty: the teacher's, from its info.json.")
-    block: str = setting("mobile", "Student's residual block: " + ", ".join(
-        f"{name} ({b.label})" for name, b in BLOCKS.items()) + ".", choices=BLOCKS)
+    block: str = setting("mobile", "Student's residual block: " + ", ".join(BLOCKS) + ".",
+                         choices=BLOCKS)
     ngf: int = setting(32, "Student's filters in the first layer.", min=1, max=512)
-    n_blocks: int = setting(9, "Student's residual blocks.", min=0, max=64)
-    norm_affine: bool = setting(False, "Student's instance norm with scale/offset.")
     se_reduction: int = setting(16, "Squeeze-and-excitation reduction (se, mobile_se).", min=1)
-    upsample: str = setting("transpose", "Student's upsampling: transpose (official) or resize "
-                            "(nearest 2x + conv3x3, no checkerboard).",
-                            choices=ResnetGenerator.UPSAMPLING)
-    residual: bool = setting(False, "Student's output = input + tanh head (clipped).")
     feature_layers: int = setting(3, "Bottleneck activations distilled (evenly spaced over "
                                   "the blocks, through learned 1x1 maps); 0: none.", min=0,
                                   max=65)

@@ -94,6 +94,12 @@ class Plan:
     norms: set
 
 
+def _need_rgb(source, key: str, weight, what: str) -> None:
+    """The first convolution of an imported network must take RGB images."""
+    if weight.shape[1] != 3:
+        raise PytorchImportError(f"{source}: {key} takes {weight.shape[1]} input channels; "
+                                 f"tfstyle's {what} RGB images (3)")
+
 def _list(keys, limit: int = 6) -> str:
     keys = sorted(keys, key=_natural)
     more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""
@@ -134,9 +140,7 @@ def generator_layout(tensors: dict, source: str) -> tuple[int, int]:
         raise PytorchImportError(
             f"{source}: no 7x7 convolution model.1.weight: not an official ResnetGenerator "
             f"state dict (keys: {_list(tensors)})")
-    if first.shape[1] != 3:
-        raise PytorchImportError(f"{source}: model.1.weight takes {first.shape[1]} input "
-                                 "channels; tfstyle's generators translate RGB images (3)")
+    _need_rgb(source, "model.1.weight", first, "generators translate")
     blocks = sorted({int(m.group(1)) for k in tensors
                      if (m := re.match(r"model\.(\d+)\.conv_block\.", k))})
     if blocks != list(range(10, 10 + len(blocks))):
@@ -205,9 +209,7 @@ def discriminator_layout(tensors: dict, source: str) -> tuple[int, int]:
         raise PytorchImportError(
             f"{source}: not an official PatchGAN (NLayerDiscriminator) state dict: 4x4 "
             f"convolutions at model.0, model.2, model.5, ... expected (keys: {_list(tensors)})")
-    if first.shape[1] != 3:
-        raise PytorchImportError(f"{source}: model.0.weight takes {first.shape[1]} input "
-                                 "channels; tfstyle's discriminators judge RGB images (3)")
+    _need_rgb(source, "model.0.weight", first, "discriminators judge")
     return int(first.shape[0]), n_layers
 
 

@@ -81,7 +81,18 @@ POOL_BYTES = 8 * 2 ** 30
 @dataclass
 class GANRunSettings(RunSettings):
     """What the wing's GAN trainers (train.cyclegan, train.distill) share: the discriminator,
-    the crops, the epoch schedule with its linear decay, Adam, XLA and the step limit."""
+    the generator (a distillation's student), the discriminator, the crops, the epoch schedule
+    with its linear decay, Adam, XLA and the step limit."""
+    upsample: str = setting("transpose", "Generator upsampling: transpose (official) or "
+                            "resize (nearest resize + conv, no checkerboard).",
+                            choices=ResnetGenerator.UPSAMPLING)
+    residual: bool = setting(False, "Generator output = input + tanh head (clipped): starts "
+                             "as the identity.")
+    block: str = setting("resnet", "Residual block: " + ", ".join(
+        f"{name} ({b.label})" for name, b in BLOCKS.items()) + ".", choices=BLOCKS)
+    ngf: int = setting(64, "Generator filters in the first layer.", min=1, max=512)
+    n_blocks: int = setting(9, "Residual blocks (9 at 256 px, 6 at 128).", min=0, max=64)
+    norm_affine: bool = setting(False, "Instance norm with scale/offset.")
     ndf: int = setting(64, "Discriminator filters in the first layer.", min=1, max=512)
     n_layers_d: int = setting(3, "PatchGAN layers (3: 70x70 patches).", min=1, max=8)
     gan_mode: str = setting("lsgan", "GAN objective.", choices=losses.GAN_MODES)
@@ -137,16 +148,6 @@ class CycleGANConfig(GANRunSettings):
     model: str = setting("cyclegan", "cyclegan: G and F with cycle losses; cut: CUT/FastCUT, "
                          "G alone with the PatchNCE loss (writes generators/AtoB only; see "
                          "tfstyle.cyclegan.cut).", choices=MODELS)
-    upsample: str = setting("transpose", "Generator upsampling: transpose (official) or "
-                            "resize (nearest resize + conv, no checkerboard).",
-                            choices=ResnetGenerator.UPSAMPLING)
-    residual: bool = setting(False, "Generator output = input + tanh head (clipped): starts "
-                             "as the identity.")
-    block: str = setting("resnet", "Residual block: " + ", ".join(
-        f"{name} ({b.label})" for name, b in BLOCKS.items()) + ".", choices=BLOCKS)
-    ngf: int = setting(64, "Generator filters in the first layer.", min=1, max=512)
-    n_blocks: int = setting(9, "Residual blocks (9 at 256 px, 6 at 128).", min=0, max=64)
-    norm_affine: bool = setting(False, "Instance norm with scale/offset.")
     pam_kv_pool: int = setting(1, "CycleDA: pool keys/values of the position attention by "
                                "this factor.", min=1)
     lr_d: float = setting(0.0, "Discriminators' learning rate (TTUR); 0: --lr.", min=0)
