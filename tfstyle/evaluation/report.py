@@ -41,7 +41,7 @@ from urllib.parse import quote
 import numpy as np
 from absl import logging
 
-from tfstyle.core.config import Config, setting
+from tfstyle.core.config import setting
 from tfstyle.core.files import write_text_atomic
 from tfstyle.core.images import (ImageError, ImageLimits, list_images, read_image, resize,
                                  write_image)
