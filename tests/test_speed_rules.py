@@ -166,7 +166,7 @@ def test_fused_adam_follows_keras_adam_and_reads_its_checkpoints(tmp_path):
 
 
 def test_epoch_iterators_are_kept_and_the_data_position_advances():
-    """Tearing a tf.data iterator down stalled the loop for 10-60 s at the end of most epochs
+    """Tearing a tf.data iterator down stalled the loop for 10-80 s at the end of most epochs
     (TF 2.21): run_epoch keeps each epoch's iterator; the data position still advances."""
 
     class Model:

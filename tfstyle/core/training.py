@@ -426,7 +426,7 @@ class StepHooks:
 
 
 # Every epoch's input iterator. Tearing a tf.data iterator down (TF 2.21) blocked the
-# training loop for 10-60 s at the end of most epochs (docs/benchmarks.md, "A whole
+# training loop for 10-80 s at the end of most epochs (docs/benchmarks.md, "A whole
 # training"); a finished iterator holds no batches, so they are kept until the process ends.
 _EPOCH_ITERATORS: list = []
 
