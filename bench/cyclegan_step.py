@@ -16,12 +16,19 @@ With --reference_dir each (threads, size) runs ours (one worker process per --pr
 --jit setting) and the reference (float32) (bench/pytorch_reference_step.py, with --reference_python) as worker
 processes that are built once and then run --steps steps in turn, --rounds times, so that
 load from other processes falls on all of them alike; the table gives medians over all
-rounds and the load average (`uptime`) before and after. --threads=0 leaves both libraries
-their defaults (all cores); N > 0 limits TensorFlow (both thread pools) and PyTorch to N
-threads. --jit=auto is the trainer's default (tfstyle.core.distribute.default_jit_compile). Use --ngf/--ndf/--n_blocks for the architecture (the issue's CPU
+rounds and the load average (`uptime`) before and after. --threads=N gives both libraries N cores
+(0: all): PyTorch N threads, ours the thread pools train.cyclegan sets on N cores
+(tfstyle.core.distribute.default_cpu_threads: on two cores one thread per op and two ops side
+by side), or --intra_op_threads / --inter_op_threads. --jit=auto is the trainer's default (tfstyle.core.distribute.default_jit_compile). Use --ngf/--ndf/--n_blocks for the architecture (the issue's CPU
 comparison uses 32/32/6; the paper setting is 64/64/9 at 256 px). --logical_devices=2
 --strategy=mirrored splits the first GPU (or the CPU) in two and runs a two-replica
 MirroredStrategy step.
+
+Beside the table, a comparison prints how much arithmetic one step is (multiply-accumulates of
+the convolutions and matrix products, counted from the networks' graphs and the passes a step
+makes, the same for both libraries) and the float32 matrix-product rate TensorFlow reaches on
+this machine with the same threads: the share of it each library reaches says how much faster
+any implementation of the same step could be here.
 """
 
 import json
@@ -36,6 +43,7 @@ from absl import app, flags
 import tfstyle  # noqa: F401  (before TensorFlow: sets the CPU kernel options)
 import step_timing  # bench/, beside this script
 from step_timing import median, timed
+from step_work import matmul_gflops_on, step_gflop
 
 flags.DEFINE_list("sizes", ["64"], "Crop sizes to measure.")
 flags.DEFINE_list("precisions", ["none"], "Mixed precision settings: none, bfloat16, float16.")
@@ -49,6 +57,10 @@ flags.DEFINE_integer("batch_size", 1, "Images per replica per step.")
 flags.DEFINE_integer("steps", 20, "Timed steps per setting (per round with --reference_dir).")
 flags.DEFINE_integer("warmup", 3, "Untimed steps per setting (tracing, XLA compilation).")
 flags.DEFINE_list("threads", ["0"], "Thread counts (0: all cores, the libraries' defaults).")
+flags.DEFINE_integer("intra_op_threads", 0, "Ours: threads per op (0: the trainers' rule for "
+                     "--threads cores, tfstyle.core.distribute.default_cpu_threads).")
+flags.DEFINE_integer("inter_op_threads", 0, "Ours: ops run side by side (0: the trainers' "
+                     "rule).")
 flags.DEFINE_string("dataroot", None, "Training data (default: the built-in synthetic set).")
 flags.DEFINE_string("strategy", "auto", "auto, one_device or mirrored.")
 flags.DEFINE_integer("logical_devices", 0, "Split the first GPU (else the CPU) into this many "
@@ -75,14 +87,22 @@ def jit_setting(text):
     return {"true": True, "false": False, "auto": None}[text]
 
 
-def setup_devices(threads):
+def setup_devices(threads, jit=None):
     """Thread pools and logical devices; must run before TensorFlow starts its runtime."""
     import tensorflow as tf
 
-    from tfstyle.core.distribute import split_cpu, split_gpu
-    if threads:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    from tfstyle.core.distribute import default_cpu_threads, split_cpu, split_gpu
+    # What train.cyclegan does on `threads` cores (TensorFlow's defaults for them where the
+    # rule keeps those), unless --intra_op_threads / --inter_op_threads say otherwise.
+    from tfstyle.core.distribute import default_jit_compile
+    rule = (default_cpu_threads(2, cores=threads or None,
+                                jit_compile=default_jit_compile() if jit is None else jit)
+            or ((threads, threads) if threads else (0, 0)))
+    pools = FLAGS.intra_op_threads or rule[0], FLAGS.inter_op_threads or rule[1]
+    if pools[0]:
+        tf.config.threading.set_intra_op_parallelism_threads(pools[0])
+    if pools[1]:
+        tf.config.threading.set_inter_op_parallelism_threads(pools[1])
     gpus = tf.config.list_physical_devices("GPU")
     if FLAGS.logical_devices:
         (split_gpu if gpus else split_cpu)(FLAGS.logical_devices)
@@ -128,7 +148,9 @@ def device_text(model, threads):
     import tensorflow as tf
     replicas = model.strategy.num_replicas_in_sync
     where = ("GPU" if tf.config.list_physical_devices("GPU") else
-             f"CPU, {threads or os.cpu_count()} threads")
+             f"CPU, {threads or os.cpu_count()} threads ("
+             f"{tf.config.threading.get_intra_op_parallelism_threads() or 'all'} per op, "
+             f"{tf.config.threading.get_inter_op_parallelism_threads() or 'all'} side by side)")
     return where + (f", {replicas} replicas" if replicas > 1 else "")
 
 
@@ -140,7 +162,7 @@ def data_root(work):
 def serve():
     """Worker: build one setting, warm up, then run STEPS commands (see the module doc)."""
     threads = int(FLAGS.threads[0])
-    setup_devices(threads)
+    setup_devices(threads, jit_setting(FLAGS.jit[0]))
     work = tempfile.mkdtemp(prefix="tfstyle-bench-")
     step, model, config = build_step(int(FLAGS.sizes[0]), FLAGS.precisions[0],
                                      jit_setting(FLAGS.jit[0]), data_root(work), work)
@@ -149,7 +171,7 @@ def serve():
     info = (f"tfstyle, XLA {'on' if config.jit_compile else 'off'}"
             f"{'' if FLAGS.jit[0] != 'auto' else ' (auto)'}, {FLAGS.precisions[0]}, "
             f"{device_text(model, threads)}")
-    step_timing.serve(step, info)
+    step_timing.serve(step, info, gflop=step_gflop(model))
 
 
 class Worker:
@@ -159,7 +181,8 @@ class Worker:
         self.command = command
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         text=True, env=env)
-        self.info = self._reply()["ready"]
+        self.ready = self._reply()
+        self.info = self.ready["ready"]
         self.walls, self.cpus = [], []
 
     def _reply(self):
@@ -215,6 +238,7 @@ def compare():
     print("|---:|---:|---|---:|---:|---|---|")
     import tensorflow as tf
     gpu = bool(tf.config.list_physical_devices("GPU"))
+    notes = []
     for threads in map(int, FLAGS.threads):
         env = dict(os.environ)
         if threads:
@@ -223,6 +247,8 @@ def compare():
             before = load_average()
             common = [f"--warmup={FLAGS.warmup}", f"--threads={threads}"] + arch
             ours = [[sys.executable, os.path.abspath(__file__), "--serve", f"--sizes={size}",
+                     f"--intra_op_threads={FLAGS.intra_op_threads}",
+                     f"--inter_op_threads={FLAGS.inter_op_threads}",
                      f"--jit={jit}", f"--precisions={precision}", f"--block={FLAGS.block}"]
                     + common + ([f"--dataroot={FLAGS.dataroot}"] if FLAGS.dataroot else [])
                     for precision in FLAGS.precisions for jit in FLAGS.jit]
@@ -247,12 +273,20 @@ def compare():
                          f"{wall / median(ref.walls):.2f}, {cpu / median(ref.cpus):.2f}")
                 print(f"| {threads or os.cpu_count()} | {size} | {worker.info} | {wall:.3f} "
                       f"| {cpu:.3f} | {ratio} | {before} -> {after} |", flush=True)
+            gflop, rate = workers[0].ready["gflop"], matmul_gflops_on(threads)
+            notes.append(f"{threads or os.cpu_count()} threads, {size} px: one step is "
+                         f"{gflop:.1f} GFLOP; TensorFlow's float32 matrix product runs at "
+                         f"{rate:.0f} GFLOP/s here; of that rate, " + ", ".join(
+                             f"{', '.join(w.info.split(', ')[:1 if w is ref else 2])} reaches "
+                             f"{100 * gflop / median(w.walls) / rate:.0f}%" for w in workers))
+    print("\n".join(["", *notes]))
 
 
 def table():
     """Ours, every size x precision x XLA setting, in this process."""
     threads = int(FLAGS.threads[0])
-    setup_devices(threads)
+    # One process, one set of pools: the rule's for XLA off unless every setting is XLA on.
+    setup_devices(threads, jit_setting(FLAGS.jit[0]) if len(set(FLAGS.jit)) == 1 else False)
     import tensorflow as tf
     work = tempfile.mkdtemp(prefix="tfstyle-bench-")
     root = data_root(work)

@@ -11,6 +11,11 @@
 # usage: bench/gpu_check.sh REFERENCE_DIR     (a checkout of zenml-io/pytorch-CycleGAN-and-pix2pix)
 #        bench/gpu_check.sh --dry_run [REFERENCE_DIR]
 #        --part=N runs part N alone (part 1 needs REFERENCE_DIR).
+#        bench/gpu_check.sh --reference_only REFERENCE_DIR
+#        times the reference alone on the GPU, at the check's size and at the CPU table's
+#        (64 px, ngf = ndf = 32, 6 blocks), for a machine where TensorFlow cannot run on the
+#        GPU; it first prints what the machine has (Python, torch, TensorFlow, CUDA 12's
+#        runtime, which TensorFlow 2.21's GPU build loads).
 # PYTHON (default: python3) must import tensorflow and tfstyle; REFERENCE_PYTHON (default:
 # PYTHON) a CUDA build of torch. --dry_run runs the same commands on the CPU at a tiny size
 # (32 px, ngf 4, one step): a check of the script, not a measurement; without REFERENCE_DIR
@@ -23,17 +28,18 @@ export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
 
 fail() { echo "gpu_check: $*" >&2; exit 1; }
 
-dry_run=0 reference="" part=all
+dry_run=0 reference="" part=all reference_only=0
 for arg in "$@"; do
   case "$arg" in
     --dry_run) dry_run=1 ;;
+    --reference_only) reference_only=1 ;;
     --part=[123]) part=${arg#--part=} ;;
-    -*) fail "unknown option $arg (usage: bench/gpu_check.sh [--dry_run] [--part=1|2|3] REFERENCE_DIR)" ;;
+    -*) fail "unknown option $arg (usage: bench/gpu_check.sh [--dry_run] [--part=1|2|3] [--reference_only] REFERENCE_DIR)" ;;
     *) reference=$arg ;;
   esac
 done
 wants() { [ "$part" = all ] || [ "$part" = "$1" ]; }
-if [ -z "$reference" ] && [ $dry_run = 0 ] && wants 1; then
+if [ -z "$reference" ] && { [ $reference_only = 1 ] || { [ $dry_run = 0 ] && wants 1; }; }; then
   fail "give the reference checkout: bench/gpu_check.sh REFERENCE_DIR (zenml-io/pytorch-CycleGAN-and-pix2pix)"
 fi
 if [ -n "$reference" ] && [ ! -f "$reference/models/cycle_gan_model.py" ]; then
@@ -47,6 +53,49 @@ if [ $dry_run = 1 ]; then
 else
   device=gpu limits=(30 210 100 100) rounds=3
   model=(--sizes=256 --ngf=64 --ndf=64 --n_blocks=9 --warmup=3 --steps=10)
+fi
+
+if [ $reference_only = 1 ]; then
+  echo "== the machine"
+  "$REFERENCE_PYTHON" - <<'EOF'
+import ctypes, importlib.util, platform, sys
+print(f"Python {platform.python_version()} ({sys.executable})")
+print("TensorFlow:", "importable" if importlib.util.find_spec("tensorflow") else "not installed")
+for lib in ("libcudart.so.12", "libcublas.so.12", "libcudnn.so.9", "libcudart.so.13"):
+    try:
+        ctypes.CDLL(lib)
+        print(f"{lib}: loads")
+    except OSError:
+        print(f"{lib}: not found")
+EOF
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || true
+  timeout "${limits[0]}" "$REFERENCE_PYTHON" - "$device" <<'EOF' || fail "REFERENCE_PYTHON=$REFERENCE_PYTHON cannot run the reference (it needs torch, with CUDA on a GPU)"
+import sys
+import torch
+if sys.argv[1] == "gpu" and not torch.cuda.is_available():
+    sys.exit("gpu_check: this torch sees no CUDA device")
+print(f"PyTorch {torch.__version__}, CUDA {torch.version.cuda}, "
+      f"cuDNN {torch.backends.cudnn.version() if torch.cuda.is_available() else '-'}")
+EOF
+  torch_device=$( [ $device = gpu ] && echo cuda || echo cpu )
+  steps=$( [ $dry_run = 1 ] && echo 1 || echo 30 )
+  log=$(mktemp) && trap 'rm -f "$log"' EXIT
+  for setting in "256 64 64 9" "64 32 32 6"; do
+    read -r size ngf ndf blocks <<<"$setting"
+    [ $dry_run = 1 ] && size=32 ngf=4 ndf=4 blocks=6
+    for round in $(seq $rounds); do
+      echo "== reference on the $device: $size px, ngf $ngf, ndf $ndf, $blocks blocks, round $round"
+      # The reference prints all its options; its log keeps them, the table line is shown.
+      timeout "${limits[1]}" "$REFERENCE_PYTHON" bench/pytorch_reference_step.py \
+        --reference_dir="$reference" --device=$torch_device --size=$size --ngf=$ngf --ndf=$ndf \
+        --n_blocks=$blocks --warmup=5 --steps=$steps >"$log" 2>&1 \
+        || { tail -20 "$log"; fail "the reference run failed or took over ${limits[1]} s"; }
+      tail -1 "$log"
+    done
+  done
+  echo
+  echo "gpu_check: done"
+  exit 0
 fi
 
 if [ $device = gpu ]; then

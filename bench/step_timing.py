@@ -2,7 +2,7 @@
 its workers (ours and bench/pytorch_reference_step.py): no TensorFlow or PyTorch here, so
 either side imports it.
 
-A worker builds its step, warms up, prints {"ready": INFO}, then for each line "STEPS N" on
+A worker builds its step, warms up, prints {"ready": INFO, ...facts}, then for each line "STEPS N" on
 stdin runs N timed steps and prints {"wall": [...], "cpu": [...]}; "QUIT" or end of input
 ends it."""
 
@@ -26,9 +26,10 @@ def median(values):
     return sorted(values)[len(values) // 2]
 
 
-def serve(step, info: str) -> None:
-    """The worker side of the protocol, for a step already built and warmed up."""
-    print(json.dumps({"ready": info}), flush=True)
+def serve(step, info: str, **facts) -> None:
+    """The worker side of the protocol, for a step already built and warmed up; `facts`
+    (numbers about the step or the machine) travel with the ready line."""
+    print(json.dumps({"ready": info, **facts}), flush=True)
     for line in sys.stdin:
         words = line.split()
         if not words or words[0] == "QUIT":

@@ -174,8 +174,12 @@ def test_absurd_learning_rate_fails_with_one_line_and_writes_nothing(data, tmp_p
     run = cli("train.cyclegan", f"--dataroot={data}", f"--model_dir={tmp_path / 'run'}",
               "--ngf=4", "--ndf=4", "--n_blocks=1", "--n_layers_d=2", "--load_size=36",
               "--crop_size=32", "--epochs=1", "--decay_epochs=0", "--num_samples=0",
-              "--max_steps=1", "--nojit_compile", "--lr=1e30")
+              "--max_steps=1", "--nojit_compile", "--lr=1e30", "--intra_op_threads=1",
+              "--inter_op_threads=2")
     out, _ = run.communicate(timeout=240)
+    # The thread pools are set before TensorFlow's runtime starts, so they take effect.
+    assert "CPU thread pools: 1 threads per op, 2 ops side by side" in out
+    assert "thread pools were fixed" not in out
     assert run.returncode != 0
     errors = [line for line in out.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "step 1: non-finite losses from the updated weights" in errors[0]

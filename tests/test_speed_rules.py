@@ -23,7 +23,7 @@ from absl import flags
 
 from tfstyle.core import layers
 from tfstyle.core.config import define_flags, from_flags
-from tfstyle.core import training
+from tfstyle.core import distribute, training
 from tfstyle.core.training import FiniteGuard, FusedAdam
 from tfstyle.cyclegan import losses
 from tfstyle.cyclegan.networks import ResnetGenerator
@@ -229,6 +229,63 @@ def test_batched_discriminator_terms_equal_separate_calls(tmp_path):
     np.testing.assert_allclose(terms["D_B"], separate(model.D_B, b, fake_b), rtol=1e-5)
 
 
+def test_the_thread_pool_rule_shares_the_cores_among_a_step_s_branches(monkeypatch, tmp_path):
+    from tfstyle.core import distribute
+    from tfstyle.cyclegan.distill import DistillConfig
+    monkeypatch.setattr(distribute.tf.config, "list_physical_devices",
+                        lambda kind=None: [] if kind == "GPU" else ["cpu"])
+    for cores, rule in ((1, None), (2, (1, 2)), (3, (1, 2)), (16, (8, 2))):
+        monkeypatch.setattr(distribute, "cpu_cores", lambda cores=cores: cores)
+        assert distribute.default_cpu_threads(2) == rule
+        assert distribute.default_cpu_threads(1) is None
+    # The settings hold what will run: the rule for -1, TensorFlow's default (0) where the
+    # rule keeps it, and what the user gives.
+    common = {"dataroot": "data", "model_dir": str(tmp_path)}
+    assert (CycleGANConfig(**common).intra_op_threads,
+            CycleGANConfig(**common).inter_op_threads) == (8, 2)
+    cut = CycleGANConfig(**common, model="cut")
+    assert (cut.intra_op_threads, cut.inter_op_threads) == (0, 0)
+    given = CycleGANConfig(**common, intra_op_threads=3, inter_op_threads=0)
+    assert (given.intra_op_threads, given.inter_op_threads) == (3, 0)
+    one = DistillConfig(teacher="t", model_dir=str(tmp_path), direction="AtoB")
+    both = DistillConfig(teacher="t", model_dir=str(tmp_path), direction="both")
+    assert (one.intra_op_threads, both.intra_op_threads, both.inter_op_threads) == (0, 8, 2)
+    monkeypatch.setattr(distribute.tf.config, "list_physical_devices",
+                        lambda kind=None: ["gpu"])
+    assert distribute.default_cpu_threads(2) is None
+
+
+def test_thread_pools_that_can_no_longer_change_are_reported_not_raised():
+    tf.constant(1.0) + 1.0  # the runtime has started
+    assert not distribute.set_cpu_threads(1, 2)
+
+
+def test_the_step_work_count_follows_the_layers_and_the_passes(tmp_path):
+    sys.path.insert(0, str(REPO / "bench"))
+    import step_work
+
+    model = CycleGAN(CycleGANConfig(dataroot="data", model_dir=str(tmp_path), ngf=4, ndf=4,
+                                    n_blocks=1, load_size=36, crop_size=32),
+                     tf.distribute.OneDeviceStrategy("/cpu:0"))
+    # Generator at 32 px, by hand: 7x7 stem and head, two stride-2 convolutions, one block of
+    # two 3x3 convolutions at 8 x 8, two transposed convolutions (their input positions).
+    stem = 32 * 32 * 49 * 3 * 4
+    g = (stem + 16 * 16 * 9 * 4 * 8 + 8 * 8 * 9 * 8 * 16 + 2 * 8 * 8 * 9 * 16 * 16
+         + 8 * 8 * 9 * 16 * 8 + 16 * 16 * 9 * 8 * 4 + 32 * 32 * 49 * 4 * 3)
+    assert step_work.conv_macs(model.G, 32) == (g, stem)
+    # PatchGAN: 4x4 convolutions to 16, 8, 4 (stride 2), 3 and 2 (stride 1) pixels a side.
+    first = 16 * 16 * 16 * 3 * 4
+    d = first + 16 * (8 * 8 * 4 * 8 + 4 * 4 * 8 * 16 + 3 * 3 * 16 * 32 + 2 * 2 * 32 * 1)
+    assert step_work.conv_macs(model.D_A, 32) == (d, first)
+    # Six generator passes (two of them reconstructions) with the identity loss, four without.
+    assert step_work.step_gflop(model) == pytest.approx(
+        2 * (18 * g - 4 * stem + 16 * d - 4 * first) / 1e9)
+    model.config.lambda_identity = 0.0
+    assert step_work.step_gflop(model) == pytest.approx(
+        2 * (12 * g - 2 * stem + 16 * d - 4 * first) / 1e9)
+    assert step_work.matmul_gflops(n=64, repeats=3) > 0
+
+
 # -- the GPU check ------------------------------------------------------------------------------
 def gpu_check(*args, timeout=240):
     env = {**os.environ, "PYTHON": sys.executable, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -238,6 +295,7 @@ def gpu_check(*args, timeout=240):
 
 def test_the_gpu_check_fails_clearly_without_a_checkout_or_a_gpu(tmp_path):
     assert "give the reference checkout" in gpu_check().stderr
+    assert "give the reference checkout" in gpu_check("--reference_only").stderr
     assert "not a pytorch-CycleGAN-and-pix2pix checkout" in gpu_check(str(tmp_path)).stderr
     if HAS_GPU:
         return

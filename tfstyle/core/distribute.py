@@ -77,6 +77,54 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
         and "chief" not in resolver.cluster_spec().as_dict())
 
 
+def cpu_cores() -> int:
+    """The cores this process may run on (its CPU affinity, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def default_cpu_threads(parallel_branches: int, cores: int | None = None,
+                        jit_compile: bool = False) -> tuple[int, int] | None:
+    """(intra-op, inter-op) threads for a training step made of `parallel_branches`
+    independent chains of ops (CycleGAN: G and F, then D_A and D_B), or None for TensorFlow's
+    defaults (one intra-op and one inter-op thread per core).
+
+    On a CPU with several cores, the cores are shared out among the branches: each op gets
+    cores / branches threads and that many ops run side by side. With TensorFlow's defaults
+    every op asks for all cores while the branches' ops run at once, and they contend; on two
+    cores, one thread per op and two ops at a time made the CycleGAN step 1.1-1.3x faster
+    (docs/benchmarks.md, "Thread pools"). On a GPU, for a single chain, or under XLA (whose
+    CPU code parallelises inside its fused kernels, in the intra-op pool) the defaults stay.
+    `cores`: how many to share out (default: all this process may use)."""
+    cores = cores or cpu_cores()
+    if (parallel_branches < 2 or cores < 2 or jit_compile
+            or tf.config.list_physical_devices("GPU")):
+        return None
+    streams = min(parallel_branches, cores)
+    return cores // streams, streams
+
+
+def set_cpu_threads(intra_op: int, inter_op: int) -> bool:
+    """Set TensorFlow's thread pools (0 leaves one as TensorFlow sets it); False, with a
+    warning, when TensorFlow has already started its runtime and they can no longer change.
+    Must run before the first op, as the trainers' start_run does."""
+    try:
+        if intra_op:
+            tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+        if inter_op:
+            tf.config.threading.set_inter_op_parallelism_threads(inter_op)
+    except RuntimeError:
+        logging.warning("TensorFlow's thread pools were fixed before this run started "
+                        "(--intra_op_threads=%d --inter_op_threads=%d not applied)",
+                        intra_op, inter_op)
+        return False
+    logging.info("CPU thread pools: %s threads per op, %s ops side by side",
+                 intra_op or "default", inter_op or "default")
+    return True
+
+
 def default_jit_compile() -> bool:
     """Whether XLA makes a training step faster where this runs (docs/benchmarks.md): on a
     GPU it fuses the elementwise work between the convolutions; on a CPU TensorFlow's oneDNN

@@ -46,18 +46,37 @@ class RunSettings(ImageLimits):
                                 "--strategy=mirrored without GPUs); 0 leaves it whole.", min=0)
     jit_compile: bool = setting(False, "Compile the per-replica forward/backward passes with "
                                 "XLA.")
+    intra_op_threads: int = setting(-1, "Threads one CPU op may use; -1: the measured rule "
+                                    "(docs/training.md), 0: TensorFlow's default (all cores).",
+                                    min=-1)
+    inter_op_threads: int = setting(-1, "CPU ops that may run side by side; -1: the measured "
+                                    "rule, 0: TensorFlow's default (one per core).", min=-1)
     seed: int = setting(0, "Seed of the weights and the data order.")
     save_every_steps: int = setting(1000, "Checkpoint every N steps.", min=1)
     keep_checkpoints: int = setting(3, "Checkpoints kept.", min=1)
     log_every_steps: int = setting(100, "TensorBoard scalars every N steps.", min=1)
     image_every_steps: int = setting(1000, "TensorBoard image grids every N steps.", min=1)
 
+    @property
+    def parallel_branches(self) -> int:
+        """Independent chains of ops in one training step (the thread-pool rule shares the
+        CPU's cores among them); a trainer whose step has several says so."""
+        return 1
+
     def __post_init__(self):
         # A trainer whose jit_compile defaults to None (unset) gets the measured rule of
-        # tfstyle.core.distribute.default_jit_compile; the settings hold what will run.
+        # tfstyle.core.distribute.default_jit_compile, and thread pools left at -1 that of
+        # default_cpu_threads; the settings hold what will run.
+        from tfstyle.core.distribute import default_cpu_threads, default_jit_compile
         if self.jit_compile is None:
-            from tfstyle.core.distribute import default_jit_compile
             self.jit_compile = default_jit_compile()
+        if -1 in (self.intra_op_threads, self.inter_op_threads):
+            rule = default_cpu_threads(self.parallel_branches,
+                                       jit_compile=self.jit_compile) or (0, 0)
+            if self.intra_op_threads == -1:
+                self.intra_op_threads = rule[0]
+            if self.inter_op_threads == -1:
+                self.inter_op_threads = rule[1]
         super().__post_init__()
 
 
@@ -115,10 +134,14 @@ def checkpoints_on_disk(directory) -> list[tuple[int, str]]:
 
 
 def start_run(config, resume_keys, flags_text: str | None = None, strategy=None):
-    """(strategy, chief, model_dir) of a run: the strategy config.strategy names (unless one is
-    given), whether this worker is the chief, and MODEL_DIR with config.json (checked against
-    the run being resumed, see write_run_config) and flags.txt written by the chief."""
-    from tfstyle.core.distribute import is_chief, make_strategy, split_cpu
+    """(strategy, chief, model_dir) of a run: TensorFlow's CPU thread pools set as the config
+    says (when the runtime has not started yet), the strategy config.strategy names (unless
+    one is given), whether this worker is the chief, and MODEL_DIR with config.json (checked
+    against the run being resumed, see write_run_config) and flags.txt written by the
+    chief."""
+    from tfstyle.core.distribute import is_chief, make_strategy, set_cpu_threads, split_cpu
+    if config.intra_op_threads > 0 or config.inter_op_threads > 0:
+        set_cpu_threads(max(config.intra_op_threads, 0), max(config.inter_op_threads, 0))
     if strategy is None and config.logical_cpus:
         split_cpu(config.logical_cpus)
     strategy = strategy or make_strategy(config.strategy)

@@ -169,6 +169,11 @@ class CycleGANConfig(GANRunSettings):
     num_samples: int = setting(8, "Test images translated per direction at the end of each "
                                "epoch.", min=0)
 
+    @property
+    def parallel_branches(self) -> int:
+        """G and F (then D_A and D_B) are independent chains of a CycleGAN step; CUT has one."""
+        return 2 if self.model == "cyclegan" else 1
+
     def validate(self):
         super().validate()
         self.need(self.model == "cyclegan" or self.paired_l1 == 0, "paired_l1",
