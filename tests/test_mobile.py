@@ -89,6 +89,9 @@ def test_shapes_range_and_unknown_sizes(block):
 
 @pytest.mark.parametrize("block", MOBILE)
 def test_gradients_reach_every_weight_and_round_trip_is_exact(block, tmp_path):
+    # Seeded: at this width the SE squeeze has two ReLU units, and an unseeded draw can leave
+    # both dead on these inputs (no gradient to fc1), as one CI run found.
+    keras.utils.set_random_seed(0)
     g = ResnetGenerator(ngf=8, n_blocks=2, block=block, norm_affine=True)
     x = images(2, 32, 48, 3)
     target = images(2, 32, 48, 3, seed=1)

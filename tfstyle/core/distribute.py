@@ -94,7 +94,7 @@ def default_cpu_threads(parallel_branches: int, cores: int | None = None,
     On a CPU with several cores, the cores are shared out among the branches: each op gets
     cores / branches threads and that many ops run side by side. With TensorFlow's defaults
     every op asks for all cores while the branches' ops run at once, and they contend; on two
-    cores, one thread per op and two ops at a time made the CycleGAN step 1.1-1.3x faster
+    cores, one thread per op and two ops at a time made the CycleGAN step 1.04-1.27x faster
     (docs/benchmarks.md, "Thread pools"). On a GPU, for a single chain, or under XLA (whose
     CPU code parallelises inside its fused kernels, in the intra-op pool) the defaults stay.
     `cores`: how many to share out (default: all this process may use)."""
@@ -128,5 +128,6 @@ def set_cpu_threads(intra_op: int, inter_op: int) -> bool:
 def default_jit_compile() -> bool:
     """Whether XLA makes a training step faster where this runs (docs/benchmarks.md): on a
     GPU it fuses the elementwise work between the convolutions; on a CPU TensorFlow's oneDNN
-    kernels are as fast on one core and faster on several, and start without compiling."""
+    kernels were faster at training sizes (128 px and up on one core, every size on two), and
+    start without compiling."""
     return bool(tf.config.list_physical_devices("GPU"))
