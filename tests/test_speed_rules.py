@@ -229,27 +229,28 @@ def test_batched_discriminator_terms_equal_separate_calls(tmp_path):
     np.testing.assert_allclose(terms["D_B"], separate(model.D_B, b, fake_b), rtol=1e-5)
 
 
-def test_the_thread_pool_rule_shares_the_cores_among_a_step_s_branches(monkeypatch, tmp_path):
+def test_the_thread_pool_rule_shares_the_cores_among_a_step_s_streams(monkeypatch, tmp_path):
     from tfstyle.core import distribute
     from tfstyle.cyclegan.distill import DistillConfig
+    from tfstyle.style.trainer import AutoencoderConfig
     monkeypatch.setattr(distribute.tf.config, "list_physical_devices",
                         lambda kind=None: [] if kind == "GPU" else ["cpu"])
     for cores, rule in ((1, None), (2, (1, 2)), (3, (1, 2)), (16, (8, 2))):
         monkeypatch.setattr(distribute, "cpu_cores", lambda cores=cores: cores)
         assert distribute.default_cpu_threads(2) == rule
         assert distribute.default_cpu_threads(1) is None
-    # The settings hold what will run: the rule for -1, TensorFlow's default (0) where the
-    # rule keeps it, and what the user gives.
+    # The settings hold what will run: the rule for -1 (the GAN trainers share the cores out,
+    # the auto-encoder keeps TensorFlow's defaults, 0, as does XLA), and what the user gives.
     common = {"dataroot": "data", "model_dir": str(tmp_path)}
-    assert (CycleGANConfig(**common).intra_op_threads,
-            CycleGANConfig(**common).inter_op_threads) == (8, 2)
-    cut = CycleGANConfig(**common, model="cut")
-    assert (cut.intra_op_threads, cut.inter_op_threads) == (0, 0)
+    for config in (CycleGANConfig(**common), CycleGANConfig(**common, model="cut"),
+                   DistillConfig(teacher="t", model_dir=str(tmp_path), direction="AtoB")):
+        assert (config.intra_op_threads, config.inter_op_threads) == (8, 2)
+    xla = CycleGANConfig(**common, jit_compile=True)
+    assert (xla.intra_op_threads, xla.inter_op_threads) == (0, 0)
+    auto = AutoencoderConfig(content_dir="c", model_dir=str(tmp_path))
+    assert (auto.intra_op_threads, auto.inter_op_threads) == (0, 0)
     given = CycleGANConfig(**common, intra_op_threads=3, inter_op_threads=0)
     assert (given.intra_op_threads, given.inter_op_threads) == (3, 0)
-    one = DistillConfig(teacher="t", model_dir=str(tmp_path), direction="AtoB")
-    both = DistillConfig(teacher="t", model_dir=str(tmp_path), direction="both")
-    assert (one.intra_op_threads, both.intra_op_threads, both.inter_op_threads) == (0, 8, 2)
     monkeypatch.setattr(distribute.tf.config, "list_physical_devices",
                         lambda kind=None: ["gpu"])
     assert distribute.default_cpu_threads(2) is None

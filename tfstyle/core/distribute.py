@@ -85,24 +85,27 @@ def cpu_cores() -> int:
         return os.cpu_count() or 1
 
 
-def default_cpu_threads(parallel_branches: int, cores: int | None = None,
+def default_cpu_threads(parallel_ops: int, cores: int | None = None,
                         jit_compile: bool = False) -> tuple[int, int] | None:
-    """(intra-op, inter-op) threads for a training step made of `parallel_branches`
-    independent chains of ops (CycleGAN: G and F, then D_A and D_B), or None for TensorFlow's
-    defaults (one intra-op and one inter-op thread per core).
+    """(intra-op, inter-op) threads for a training step of which `parallel_ops` ops can
+    usefully run side by side, or None for TensorFlow's defaults (one intra-op and one
+    inter-op thread per core).
 
-    On a CPU with several cores, the cores are shared out among the branches: each op gets
-    cores / branches threads and that many ops run side by side. With TensorFlow's defaults
-    every op asks for all cores while the branches' ops run at once, and they contend; on two
-    cores, one thread per op and two ops at a time made the CycleGAN step 1.04-1.27x faster
-    (docs/benchmarks.md, "Thread pools"). On a GPU, for a single chain, or under XLA (whose
-    CPU code parallelises inside its fused kernels, in the intra-op pool) the defaults stay.
-    `cores`: how many to share out (default: all this process may use)."""
+    On a CPU with several cores the cores are shared out: each op gets cores / parallel_ops
+    threads and that many ops run side by side. The GAN steps have two such streams of ops
+    (CycleGAN's G and F, then D_A and D_B; in every step a layer's weight and input
+    gradients); with TensorFlow's defaults each of their ops asks for all cores while another
+    runs, and they contend. On two cores, one thread per op and two ops at a time made the
+    CycleGAN step 1.04-1.27x faster, CUT's 1.05-1.17x and distillation's 1.07-1.33x
+    (docs/benchmarks.md, "Thread pools"). On a GPU, for a step of one stream (the
+    auto-encoder's, which was slower split), or under XLA (whose CPU code parallelises inside
+    its fused kernels, in the intra-op pool) the defaults stay. `cores`: how many to share
+    out (default: all this process may use)."""
     cores = cores or cpu_cores()
-    if (parallel_branches < 2 or cores < 2 or jit_compile
+    if (parallel_ops < 2 or cores < 2 or jit_compile
             or tf.config.list_physical_devices("GPU")):
         return None
-    streams = min(parallel_branches, cores)
+    streams = min(parallel_ops, cores)
     return cores // streams, streams
 
 

@@ -58,9 +58,10 @@ class RunSettings(ImageLimits):
     image_every_steps: int = setting(1000, "TensorBoard image grids every N steps.", min=1)
 
     @property
-    def parallel_branches(self) -> int:
-        """Independent chains of ops in one training step (the thread-pool rule shares the
-        CPU's cores among them); a trainer whose step has several says so."""
+    def parallel_ops(self) -> int:
+        """How many of a training step's ops can usefully run side by side on a CPU, as
+        measured for the trainer (docs/benchmarks.md, "Thread pools"): the thread-pool rule
+        shares the cores among them. One unless a trainer says otherwise."""
         return 1
 
     def __post_init__(self):
@@ -71,7 +72,7 @@ class RunSettings(ImageLimits):
         if self.jit_compile is None:
             self.jit_compile = default_jit_compile()
         if -1 in (self.intra_op_threads, self.inter_op_threads):
-            rule = default_cpu_threads(self.parallel_branches,
+            rule = default_cpu_threads(self.parallel_ops,
                                        jit_compile=self.jit_compile) or (0, 0)
             if self.intra_op_threads == -1:
                 self.intra_op_threads = rule[0]

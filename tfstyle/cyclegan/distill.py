@@ -114,11 +114,6 @@ class DistillConfig(GANRunSettings):
     def directions(self) -> tuple[str, ...]:
         return generators.DIRECTIONS if self.direction == "both" else (self.direction,)
 
-    @property
-    def parallel_branches(self) -> int:
-        """Each direction's student and discriminator are an independent chain of the step."""
-        return len(self.directions)
-
 
 def feature_pairs(n_student: int, n_teacher: int, count: int) -> list[tuple[int, int]]:
     """(student, teacher) activation indices of the distilled features: `count` evenly

@@ -124,6 +124,11 @@ class GANRunSettings(RunSettings):
                   f"{2 ** (self.n_layers_d + 2)})")
 
     @property
+    def parallel_ops(self) -> int:
+        """Two streams of ops in every GAN step (docs/benchmarks.md, "Thread pools")."""
+        return 2
+
+    @property
     def block_options(self) -> dict:
         """The options of the chosen block type, from the fields of the same names."""
         return {k: getattr(self, k) for k in BLOCKS[self.block].option_names
@@ -168,11 +173,6 @@ class CycleGANConfig(GANRunSettings):
                                    "scaling).", choices=tuple(MIXED_PRECISION))
     num_samples: int = setting(8, "Test images translated per direction at the end of each "
                                "epoch.", min=0)
-
-    @property
-    def parallel_branches(self) -> int:
-        """G and F (then D_A and D_B) are independent chains of a CycleGAN step; CUT has one."""
-        return 2 if self.model == "cyclegan" else 1
 
     def validate(self):
         super().validate()
