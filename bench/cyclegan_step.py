@@ -57,10 +57,11 @@ flags.DEFINE_integer("batch_size", 1, "Images per replica per step.")
 flags.DEFINE_integer("steps", 20, "Timed steps per setting (per round with --reference_dir).")
 flags.DEFINE_integer("warmup", 3, "Untimed steps per setting (tracing, XLA compilation).")
 flags.DEFINE_list("threads", ["0"], "Thread counts (0: all cores, the libraries' defaults).")
-flags.DEFINE_integer("intra_op_threads", 0, "Ours: threads per op (0: the trainers' rule for "
-                     "--threads cores, tfstyle.core.distribute.default_cpu_threads).")
-flags.DEFINE_integer("inter_op_threads", 0, "Ours: ops run side by side (0: the trainers' "
-                     "rule).")
+flags.DEFINE_integer("intra_op_threads", -1, "Ours: threads per op, as the trainers' flag: "
+                     "-1 the rule for --threads cores (tfstyle.core.distribute."
+                     "default_cpu_threads), 0 TensorFlow's default (one per core).")
+flags.DEFINE_integer("inter_op_threads", -1, "Ours: ops run side by side, as the trainers' "
+                     "flag: -1 the rule, 0 TensorFlow's default (one per core).")
 flags.DEFINE_string("dataroot", None, "Training data (default: the built-in synthetic set).")
 flags.DEFINE_string("strategy", "auto", "auto, one_device or mirrored.")
 flags.DEFINE_integer("logical_devices", 0, "Split the first GPU (else the CPU) into this many "
@@ -92,13 +93,15 @@ def setup_devices(threads, jit=None):
     import tensorflow as tf
 
     from tfstyle.core.distribute import default_cpu_threads, split_cpu, split_gpu
-    # What train.cyclegan does on `threads` cores (TensorFlow's defaults for them where the
-    # rule keeps those), unless --intra_op_threads / --inter_op_threads say otherwise.
+    # What train.cyclegan does on `threads` cores (TensorFlow's defaults for them, one thread
+    # per core in each pool, where the rule keeps those), unless --intra_op_threads /
+    # --inter_op_threads say otherwise.
     from tfstyle.core.distribute import default_jit_compile
-    rule = (default_cpu_threads(2, cores=threads or None,
-                                jit_compile=default_jit_compile() if jit is None else jit)
-            or ((threads, threads) if threads else (0, 0)))
-    pools = FLAGS.intra_op_threads or rule[0], FLAGS.inter_op_threads or rule[1]
+    default = (threads, threads) if threads else (0, 0)
+    rule = default_cpu_threads(2, cores=threads or None,
+                               jit_compile=default_jit_compile() if jit is None else jit)
+    pools = [(rule or default)[i] if given == -1 else given or default[i]
+             for i, given in enumerate((FLAGS.intra_op_threads, FLAGS.inter_op_threads))]
     if pools[0]:
         tf.config.threading.set_intra_op_parallelism_threads(pools[0])
     if pools[1]:

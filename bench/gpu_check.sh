@@ -13,9 +13,10 @@
 #        --part=N runs part N alone (part 1 needs REFERENCE_DIR).
 #        bench/gpu_check.sh --reference_only REFERENCE_DIR
 #        times the reference alone on the GPU, at the check's size and at the CPU table's
-#        (64 px, ngf = ndf = 32, 6 blocks), for a machine where TensorFlow cannot run on the
-#        GPU; it first prints what the machine has (Python, torch, TensorFlow, CUDA 12's
-#        runtime, which TensorFlow 2.21's GPU build loads).
+#        (64 px, ngf = ndf = 32, 6 blocks), three runs each (each at most 60 s, so under 7
+#        minutes), for a machine where TensorFlow cannot run on the GPU; it first prints
+#        what the machine has (PYTHON's TensorFlow, CUDA 12's runtime, which TensorFlow
+#        2.21's GPU build loads, and REFERENCE_PYTHON's torch).
 # PYTHON (default: python3) must import tensorflow and tfstyle; REFERENCE_PYTHON (default:
 # PYTHON) a CUDA build of torch. --dry_run runs the same commands on the CPU at a tiny size
 # (32 px, ngf 4, one step): a check of the script, not a measurement; without REFERENCE_DIR
@@ -39,6 +40,9 @@ for arg in "$@"; do
   esac
 done
 wants() { [ "$part" = all ] || [ "$part" = "$1" ]; }
+if [ $reference_only = 1 ] && [ "$part" != all ]; then
+  fail "--reference_only times the reference alone; --part=$part does not apply to it"
+fi
 if [ -z "$reference" ] && { [ $reference_only = 1 ] || { [ $dry_run = 0 ] && wants 1; }; }; then
   fail "give the reference checkout: bench/gpu_check.sh REFERENCE_DIR (zenml-io/pytorch-CycleGAN-and-pix2pix)"
 fi
@@ -57,9 +61,9 @@ fi
 
 if [ $reference_only = 1 ]; then
   echo "== the machine"
-  "$REFERENCE_PYTHON" - <<'EOF'
+  "$PYTHON" - <<'EOF'
 import ctypes, importlib.util, platform, sys
-print(f"Python {platform.python_version()} ({sys.executable})")
+print(f"PYTHON: Python {platform.python_version()} ({sys.executable})")
 print("TensorFlow:", "importable" if importlib.util.find_spec("tensorflow") else "not installed")
 for lib in ("libcudart.so.12", "libcublas.so.12", "libcudnn.so.9", "libcudart.so.13"):
     try:
@@ -86,10 +90,10 @@ EOF
     for round in $(seq $rounds); do
       echo "== reference on the $device: $size px, ngf $ngf, ndf $ndf, $blocks blocks, round $round"
       # The reference prints all its options; its log keeps them, the table line is shown.
-      timeout "${limits[1]}" "$REFERENCE_PYTHON" bench/pytorch_reference_step.py \
+      timeout 60 "$REFERENCE_PYTHON" bench/pytorch_reference_step.py \
         --reference_dir="$reference" --device=$torch_device --size=$size --ngf=$ngf --ndf=$ndf \
         --n_blocks=$blocks --warmup=5 --steps=$steps >"$log" 2>&1 \
-        || { tail -20 "$log"; fail "the reference run failed or took over ${limits[1]} s"; }
+        || { tail -20 "$log"; fail "the reference run failed or took over 60 s"; }
       tail -1 "$log"
     done
   done

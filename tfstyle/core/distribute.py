@@ -77,6 +77,10 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
         and "chief" not in resolver.cluster_spec().as_dict())
 
 
+# The core counts on which default_cpu_threads' sharing was measured to pay.
+MEASURED_CORES = (2,)
+
+
 def cpu_cores() -> int:
     """The cores this process may run on (its CPU affinity, else the machine's count)."""
     try:
@@ -99,10 +103,12 @@ def default_cpu_threads(parallel_ops: int, cores: int | None = None,
     CycleGAN step 1.04-1.27x faster, CUT's 1.05-1.17x and distillation's 1.07-1.33x
     (docs/benchmarks.md, "Thread pools"). On a GPU, for a step of one stream (the
     auto-encoder's, which was slower split), or under XLA (whose CPU code parallelises inside
-    its fused kernels, in the intra-op pool) the defaults stay. `cores`: how many to share
-    out (default: all this process may use)."""
+    its fused kernels, in the intra-op pool) the defaults stay; so they do on other core
+    counts than the two it was measured on, until measured there (tf.data's parallel calls
+    also run in the inter-op pool). `cores`: how many there are (default: all this process
+    may use)."""
     cores = cores or cpu_cores()
-    if (parallel_ops < 2 or cores < 2 or jit_compile
+    if (parallel_ops < 2 or cores not in MEASURED_CORES or jit_compile
             or tf.config.list_physical_devices("GPU")):
         return None
     streams = min(parallel_ops, cores)

@@ -64,20 +64,22 @@ class RunSettings(ImageLimits):
         shares the cores among them. One unless a trainer says otherwise."""
         return 1
 
+    def cpu_threads(self) -> tuple[int, int]:
+        """(intra-op, inter-op) threads this run asks for, 0 meaning TensorFlow's default:
+        the flags, with -1 resolved by tfstyle.core.distribute.default_cpu_threads on this
+        machine (so a flags.txt taken elsewhere asks for the rule again, not for the pools of
+        the machine that wrote it)."""
+        from tfstyle.core.distribute import default_cpu_threads
+        rule = default_cpu_threads(self.parallel_ops, jit_compile=self.jit_compile) or (0, 0)
+        return (rule[0] if self.intra_op_threads == -1 else self.intra_op_threads,
+                rule[1] if self.inter_op_threads == -1 else self.inter_op_threads)
+
     def __post_init__(self):
         # A trainer whose jit_compile defaults to None (unset) gets the measured rule of
-        # tfstyle.core.distribute.default_jit_compile, and thread pools left at -1 that of
-        # default_cpu_threads; the settings hold what will run.
-        from tfstyle.core.distribute import default_cpu_threads, default_jit_compile
+        # tfstyle.core.distribute.default_jit_compile; the settings hold what will run.
         if self.jit_compile is None:
+            from tfstyle.core.distribute import default_jit_compile
             self.jit_compile = default_jit_compile()
-        if -1 in (self.intra_op_threads, self.inter_op_threads):
-            rule = default_cpu_threads(self.parallel_ops,
-                                       jit_compile=self.jit_compile) or (0, 0)
-            if self.intra_op_threads == -1:
-                self.intra_op_threads = rule[0]
-            if self.inter_op_threads == -1:
-                self.inter_op_threads = rule[1]
         super().__post_init__()
 
 
@@ -141,8 +143,9 @@ def start_run(config, resume_keys, flags_text: str | None = None, strategy=None)
     against the run being resumed, see write_run_config) and flags.txt written by the
     chief."""
     from tfstyle.core.distribute import is_chief, make_strategy, set_cpu_threads, split_cpu
-    if config.intra_op_threads > 0 or config.inter_op_threads > 0:
-        set_cpu_threads(max(config.intra_op_threads, 0), max(config.inter_op_threads, 0))
+    pools = config.cpu_threads()
+    if any(pools):
+        set_cpu_threads(*pools)
     if strategy is None and config.logical_cpus:
         split_cpu(config.logical_cpus)
     strategy = strategy or make_strategy(config.strategy)
