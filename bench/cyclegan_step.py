@@ -56,7 +56,7 @@ flags.DEFINE_string("block", "resnet", "A registered block type (tfstyle.cyclega
 flags.DEFINE_integer("batch_size", 1, "Images per replica per step.")
 flags.DEFINE_integer("steps", 20, "Timed steps per setting (per round with --reference_dir).")
 flags.DEFINE_integer("warmup", 3, "Untimed steps per setting (tracing, XLA compilation).")
-flags.DEFINE_list("threads", ["0"], "Thread counts (0: all cores, the libraries' defaults).")
+flags.DEFINE_list("threads", ["0"], "Cores given to each library (0: all of them).")
 flags.DEFINE_integer("intra_op_threads", -1, "Ours: threads per op, as the trainers' flag: "
                      "-1 the rule for --threads cores (tfstyle.core.distribute."
                      "default_cpu_threads), 0 TensorFlow's default (one per core).")
@@ -92,20 +92,24 @@ def setup_devices(threads, jit=None):
     """Thread pools and logical devices; must run before TensorFlow starts its runtime."""
     import tensorflow as tf
 
-    from tfstyle.core.distribute import default_cpu_threads, split_cpu, split_gpu
-    # What train.cyclegan does on `threads` cores (TensorFlow's defaults for them, one thread
-    # per core in each pool, where the rule keeps those), unless --intra_op_threads /
-    # --inter_op_threads say otherwise.
-    from tfstyle.core.distribute import default_jit_compile
-    default = (threads, threads) if threads else (0, 0)
+    from tfstyle.core.distribute import (
+        default_cpu_threads,
+        default_jit_compile,
+        split_cpu,
+        split_gpu,
+    )
+    # As RunSettings.cpu_threads of train.cyclegan (whose parallel_ops is 2) on `threads`
+    # cores: -1 the rule, 0 TensorFlow's default there (one thread per core in each pool).
+    default = threads
     rule = default_cpu_threads(2, cores=threads or None,
                                jit_compile=default_jit_compile() if jit is None else jit)
-    pools = [(rule or default)[i] if given == -1 else given or default[i]
-             for i, given in enumerate((FLAGS.intra_op_threads, FLAGS.inter_op_threads))]
-    if pools[0]:
-        tf.config.threading.set_intra_op_parallelism_threads(pools[0])
-    if pools[1]:
-        tf.config.threading.set_inter_op_parallelism_threads(pools[1])
+    intra, inter = rule or (default, default)
+    intra = intra if FLAGS.intra_op_threads == -1 else FLAGS.intra_op_threads or default
+    inter = inter if FLAGS.inter_op_threads == -1 else FLAGS.inter_op_threads or default
+    if intra:
+        tf.config.threading.set_intra_op_parallelism_threads(intra)
+    if inter:
+        tf.config.threading.set_inter_op_parallelism_threads(inter)
     gpus = tf.config.list_physical_devices("GPU")
     if FLAGS.logical_devices:
         (split_gpu if gpus else split_cpu)(FLAGS.logical_devices)

@@ -16,9 +16,11 @@ def conv_macs(net, size):
 
     graph = tf.function(lambda x: net(x, training=True)).get_concrete_function(
         tf.TensorSpec([1, size, size, 3], net.compute_dtype)).graph
+    def shape(tensor):
+        return [int(d) for d in tensor.shape]
+
     total = first = 0
     for op in graph.get_operations():
-        shape = lambda t: [int(d) for d in t.shape]  # noqa: E731
         if op.type == "Conv2D":                   # filter [kh, kw, in, out]
             kh, kw, cin, _ = shape(op.inputs[1])
             macs = int(np.prod(shape(op.outputs[0]))) * kh * kw * cin
